@@ -1,0 +1,1 @@
+"""Connectors map vision features to the language model's embedding space."""

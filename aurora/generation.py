@@ -1,0 +1,85 @@
+"""Generation options and text streaming on top of transformers' `generate`.
+
+`GenerationOptions` is the one place the user-facing knobs (temperature, top_p, beams, max new
+tokens, seed) become transformers' generation arguments. `TextCallbackStreamer` turns the token
+stream into text deltas for a callback and records when the first token arrived.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from transformers.generation.streamers import BaseStreamer
+
+from aurora.errors import ConfigError
+
+
+@dataclass
+class GenerationOptions:
+    temperature: float = 0.0  # 0 = greedy (AuroraCap's default)
+    top_p: float = 1.0
+    num_beams: int = 1
+    max_new_tokens: int | None = None  # None = the model preset's default
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.num_beams < 1:
+            raise ConfigError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        self.stop = tuple(self.stop)
+
+    @property
+    def streams(self) -> bool:
+        """transformers cannot stream beam search; beams then arrive as one piece at the end."""
+        return self.num_beams == 1
+
+    def generate_kwargs(self, max_new_tokens: int) -> dict:
+        kwargs = dict(max_new_tokens=max_new_tokens, num_beams=self.num_beams)
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+
+class TextCallbackStreamer(BaseStreamer):
+    """Decodes tokens as they come and calls `on_text(delta)` with text that is final.
+
+    Text is held back while it ends in an incomplete UTF-8 sequence (shown by tokenizers as
+    U+FFFD), so multi-byte characters are never split. Only generated tokens are seen: with
+    `inputs_embeds`, transformers passes no prompt ids (the first `put` is empty).
+    """
+
+    def __init__(self, tokenizer, on_text=None):
+        self.tokenizer = tokenizer
+        self.on_text = on_text
+        self.tokens: list[int] = []
+        self.emitted = 0  # characters of the decoded text already passed on
+        self.first_token_time: float | None = None
+
+    def put(self, value):
+        ids = value.reshape(-1).tolist()
+        if not ids:
+            return
+        if self.first_token_time is None:
+            self.first_token_time = time.perf_counter()
+        self.tokens.extend(ids)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return
+        self._emit(text)
+
+    def end(self):
+        self._emit(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
+
+    def _emit(self, text: str):
+        if len(text) > self.emitted and self.on_text is not None:
+            self.on_text(text[self.emitted :])
+        self.emitted = max(self.emitted, len(text))

@@ -1,0 +1,1 @@
+"""Vision encoders and token reduction: merging as pure functions, a tower that applies it."""

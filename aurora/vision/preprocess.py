@@ -1,0 +1,53 @@
+"""Frame preprocessing for vision towers, vectorised over all frames in torch.
+
+Matches CLIP's image processor (resize the shortest edge with bicubic filtering, centre crop,
+rescale to [0, 1], normalise) closely enough for the towers' outputs to agree, without PIL round
+trips per frame. The parameters travel with each checkpoint's preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+RESIZE_MODES = ("shortest_edge_crop", "squash")
+
+
+@dataclass(frozen=True)
+class FrameTransform:
+    size: int = 378
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    resize: str = "shortest_edge_crop"  # or "squash": straight to size x size (SigLIP-style)
+
+    def __post_init__(self):
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+
+    def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32, normalised."""
+        x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+        height, width = x.shape[-2:]
+        if self.resize == "squash":
+            target = (self.size, self.size)
+        else:
+            # CLIP's rule: the short side becomes `size`, the long side int(size * long / short).
+            short, long = min(height, width), max(height, width)
+            long_new = int(self.size * long / short)
+            target = (self.size, long_new) if height <= width else (long_new, self.size)
+        if (height, width) != target:
+            # antialiased bicubic is PIL's filter; round and clip like the uint8 image PIL returns
+            x = F.interpolate(x, size=target, mode="bicubic", align_corners=False, antialias=True)
+            x = x.round_().clamp_(0, 255)
+        if self.resize == "shortest_edge_crop":
+            top = (x.shape[-2] - self.size) // 2
+            left = (x.shape[-1] - self.size) // 2
+            x = x[..., top : top + self.size, left : left + self.size]
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1) * 255
+        std = torch.tensor(self.std).view(1, 3, 1, 1) * 255
+        return ((x - mean) / std).contiguous()

@@ -1,0 +1,163 @@
+"""A vision tower that merges tokens (ToMe) inside its encoder layers.
+
+`MergingVisionTower` wraps a transformers ViT (`CLIPVisionModel`, `SiglipVisionModel`, or any tower
+whose layers have `layer_norm1`, `self_attn.{q,k,v,out}_proj`, `layer_norm2` and `mlp`) and runs
+its layers with our own loop: the weights and parameter names stay transformers', so checkpoints
+load unchanged, while each layer merges r tokens between the attention residual and the MLP, as
+AuroraCap does. Attention goes through `scaled_dot_product_attention`.
+
+The merging itself lives in `aurora.vision.merge` as pure functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aurora.vision import merge as tome
+
+POSITION_INTERPOLATIONS = ("auroracap", "transformers")
+
+
+@dataclass
+class TowerOutput:
+    features: torch.Tensor  # (N, n, C) hidden states of the selected layer, CLS dropped
+    sizes: torch.Tensor  # (N, n, 1) how many patches each token stands for
+    source: torch.Tensor | None = None  # (N, P) output token of each input patch, if tracked
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.features.shape[1]
+
+
+class MergingVisionTower(nn.Module):
+    """Runs `model`'s encoder layers with ToMe merging and returns one layer's features.
+
+    feature_layer indexes hidden states the way transformers does (0 = embeddings, k = after k
+    layers, -2 = second-to-last, AuroraCap's choice); only the layers needed are run.
+    proportional_attention adds log(size) of each key to the attention logits (ToMe's proportional
+    attention). AuroraCap's code adds it along the query axis, where it cancels in the softmax, so
+    parity with AuroraCap means leaving it off (the default).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        feature_layer: int = -2,
+        proportional_attention: bool = False,
+        position_interpolation: str = "auroracap",
+    ):
+        super().__init__()
+        if position_interpolation not in POSITION_INTERPOLATIONS:
+            raise ValueError(f"position_interpolation must be one of {POSITION_INTERPOLATIONS}")
+        self.model = model
+        self.layers = model.encoder.layers
+        self.num_layers = len(self.layers)
+        self.feature_layer = feature_layer
+        self.layers_to_run = feature_layer if feature_layer >= 0 else self.num_layers + 1 + feature_layer
+        if not 0 <= self.layers_to_run <= self.num_layers:
+            raise ValueError(f"feature_layer {feature_layer} is out of range for {self.num_layers} layers")
+        self.proportional_attention = proportional_attention
+        self.position_interpolation = position_interpolation
+        embeddings = model.embeddings
+        self.has_cls = hasattr(embeddings, "class_embedding")
+        self.pre_norm = getattr(model, "pre_layrnorm", None)  # CLIP has one, SigLIP does not
+        self.patch_size = model.config.patch_size
+        self.image_size = model.config.image_size
+        self.hidden_size = model.config.hidden_size
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def merges_per_layer(self, height: int, width: int, token_kept_ratio: float) -> int:
+        """AuroraCap's r: the patch count of this input resolution, spread over all layers."""
+        num_patches = height * width / self.patch_size**2  # float on purpose, as in AuroraCap
+        return tome.merge_count(num_patches, token_kept_ratio, self.num_layers)
+
+    def tokens_per_frame(self, height: int, width: int, token_kept_ratio: float) -> int:
+        """Visual tokens per frame this tower returns at a resolution and ratio (CLS excluded)."""
+        r = self.merges_per_layer(height, width, token_kept_ratio)
+        patches = (height // self.patch_size) * (width // self.patch_size)
+        tokens = tome.tokens_after_merging(patches + int(self.has_cls), r, self.layers_to_run, int(self.has_cls))
+        return tokens - int(self.has_cls)
+
+    def forward(
+        self, pixel_values: torch.Tensor, token_kept_ratio: float = 1.0, track_source: bool = False
+    ) -> TowerOutput:
+        """pixel_values (N, 3, H, W) -> features of `feature_layer` with ToMe at `token_kept_ratio`."""
+        height, width = pixel_values.shape[-2:]
+        r = self.merges_per_layer(height, width, token_kept_ratio)
+        hidden = self.embed(pixel_values)  # (N, t, C)
+        n, t, _ = hidden.shape
+        size = hidden.new_ones(n, t, 1)
+        source = torch.arange(t, device=hidden.device).expand(n, -1) if track_source else None
+        for layer in self.layers[: self.layers_to_run]:
+            hidden, size, positions = self._layer(layer, hidden, size, r)
+            if source is not None and positions is not None:
+                source = positions.gather(1, source)
+        if self.has_cls:
+            hidden, size = hidden[:, 1:], size[:, 1:]
+            if source is not None:
+                source = source[:, 1:] - 1  # patches only; CLS is never merged so ids shift by one
+        return TowerOutput(features=hidden, sizes=size, source=source)
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings + (interpolated) position embeddings (+ CLS, + pre-norm for CLIP)."""
+        emb = self.model.embeddings
+        weight = emb.patch_embedding.weight
+        patches = emb.patch_embedding(pixel_values.to(weight.dtype))  # (N, C, h, w)
+        grid_h, grid_w = patches.shape[-2:]
+        patches = patches.flatten(2).transpose(1, 2)  # (N, h*w, C)
+        if self.has_cls:
+            cls = emb.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1)
+            patches = torch.cat([cls, patches], dim=1)
+        hidden = patches + self._positions(grid_h, grid_w).to(patches.dtype)
+        if self.pre_norm is not None:
+            hidden = self.pre_norm(hidden)
+        return hidden
+
+    def _positions(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """(1, t, C) position embeddings for a grid, interpolated bicubically when it differs."""
+        table = self.model.embeddings.position_embedding.weight  # (P [+1], C)
+        cls_pos, patch_pos = (table[:1], table[1:]) if self.has_cls else (table[:0], table)
+        side = int(math.sqrt(patch_pos.shape[0]))
+        if grid_h == grid_w == side:
+            return table[None]
+        dim = table.shape[-1]
+        grid = patch_pos.reshape(1, side, side, dim).permute(0, 3, 1, 2).float()  # (1, C, side, side)
+        if self.position_interpolation == "auroracap":
+            # AuroraCap (after DINO): a scale factor nudged by 0.1 so the output size rounds right.
+            scale = ((grid_h + 0.1) / side, (grid_w + 0.1) / side)
+            grid = F.interpolate(grid, scale_factor=scale, mode="bicubic")
+        else:
+            grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+        grid = grid.permute(0, 2, 3, 1).reshape(-1, dim).to(table.dtype)
+        return torch.cat([cls_pos, grid], dim=0)[None]
+
+    def _layer(
+        self, layer: nn.Module, hidden: torch.Tensor, size: torch.Tensor, r: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One encoder layer: attention, residual, ToMe merge, then LN2 + MLP with residual."""
+        attn = layer.self_attn
+        n, t, c = hidden.shape
+        x = layer.layer_norm1(hidden)
+        q = attn.q_proj(x).view(n, t, attn.num_heads, -1).transpose(1, 2)  # (N, nh, t, hs)
+        k = attn.k_proj(x).view(n, t, attn.num_heads, -1).transpose(1, 2)
+        v = attn.v_proj(x).view(n, t, attn.num_heads, -1).transpose(1, 2)
+        bias = size.log().view(n, 1, 1, t).to(q.dtype) if self.proportional_attention else None
+        dropout = attn.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=attn.scale)
+        hidden = hidden + attn.out_proj(out.transpose(1, 2).reshape(n, t, c))
+        positions = None
+        if r > 0:
+            matching = tome.match(k.mean(dim=1), r, protect_first=self.has_cls)  # metric (N, t, hs)
+            if matching is not None:
+                hidden, size = tome.merge_wavg(matching, hidden, size)
+                positions = tome.merged_positions(matching)
+        hidden = hidden + layer.mlp(layer.layer_norm2(hidden))
+        return hidden, size, positions
