@@ -1,0 +1,212 @@
+"""`aurora` command line: a thin dispatcher over importable functions.
+
+Each subcommand parses flags, calls the Python API and prints. A user mistake (AuroraError) prints
+one line and exits with code 2; `--debug` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from aurora import __version__
+from aurora.errors import AuroraError, CheckpointError, ConfigError
+
+EXIT_USER_ERROR = 2
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"token kept ratio must be in (0, 1], got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by caption and chat; AuroraCap's spellings are accepted as aliases."""
+    p.add_argument("--model", "--model_path", dest="model", help="checkpoint directory or hub id (default: the bundled model)")
+    p.add_argument("--num-frames", "--num_frm", dest="num_frames", type=_positive_int, help="frames sampled uniformly (default: the model's preset, 8 for AuroraCap)")
+    p.add_argument("--fps", type=float, help="sample at this many frames per second instead (capped by --num-frames)")
+    p.add_argument("--token-kept-ratio", "--token_kept_ratio", dest="token_kept_ratio", type=_ratio, help="share of visual tokens kept by merging, in (0, 1] (default: preset)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=1.0)
+    p.add_argument("--num-beams", "--num_beams", dest="num_beams", type=_positive_int, default=1)
+    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=_positive_int, help="default: preset (2048 for AuroraCap)")
+    p.add_argument("--seed", type=int, help="random seed for sampling")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with a checkpoint to run")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aurora", description="Efficient video-language models: caption, chat, convert.")
+    parser.add_argument("--version", action="version", version=f"aurora {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("caption", help="caption a video or image (streams to stdout)")
+    p.add_argument("visual", nargs="?", help="video (.mp4 .mkv .webm .avi .mov .gif) or image (.png .jpg .webp)")
+    p.add_argument("--visual_input", dest="visual_alias", help=argparse.SUPPRESS)
+    p.add_argument("--prompt", help="default: the model's preset ('Describe the video in detail.')")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the caption and its metadata")
+    p.add_argument("--profile", action="store_true", help="print the time per stage to stderr")
+    _add_model_flags(p)
+    p.set_defaults(run=run_caption)
+
+    p = sub.add_parser("chat", help="talk about a video or image, one question per line on stdin")
+    p.add_argument("visual", nargs="?")
+    p.add_argument("--visual_input", dest="visual_alias", help=argparse.SUPPRESS)
+    _add_model_flags(p)
+    p.set_defaults(run=run_chat)
+
+    p = sub.add_parser("convert", help="convert a checkpoint to the HF LLaVA layout (or xtuner)")
+    p.add_argument("src", help="checkpoint directory or hub id")
+    p.add_argument("dst", help="output directory (must not exist or be empty)")
+    p.add_argument("--to", choices=("hf", "xtuner"), default="hf")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(run=run_convert)
+    return parser
+
+
+def _visual_path(args) -> str:
+    visual = args.visual or args.visual_alias
+    if not visual:
+        raise ConfigError("no video or image given: pass a path, e.g. aurora caption clip.mp4")
+    return visual
+
+
+def _load_model(args):
+    from aurora.models import load
+
+    model = args.model
+    if model is None:
+        if not DEFAULT_MODEL_DIR.is_dir():
+            raise CheckpointError("no default model is bundled in this install: pass --model PATH_OR_HUB_ID")
+        model = DEFAULT_MODEL_DIR
+    return load(model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+
+
+def _generation_kwargs(args) -> dict:
+    return dict(
+        num_frames=args.num_frames, fps=args.fps, token_kept_ratio=args.token_kept_ratio,
+        temperature=args.temperature, top_p=args.top_p, num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens, seed=args.seed,
+    )
+
+
+def run_caption(args) -> int:
+    from aurora import media
+
+    visual = _visual_path(args)
+    media.check_path(visual)  # fail on a bad file before spending time on the model
+    model = _load_model(args)
+    write = None if args.json else _stdout_writer()
+    reply = model.caption(visual, prompt=args.prompt, **_generation_kwargs(args), on_text=write)
+    if args.json:
+        print(json.dumps(caption_record(reply, args), ensure_ascii=False))
+    else:
+        print(flush=True)
+    if args.profile:
+        print(" ".join(f"{stage}={seconds:.3f}s" for stage, seconds in reply.timings.items()), file=sys.stderr)
+    return 0
+
+
+def caption_record(reply, args) -> dict:
+    """The --json schema: one object per caption."""
+    return {
+        "caption": reply.text,
+        "model": reply.model,
+        "frame_indices": reply.frame_indices[0] if reply.frame_indices else [],
+        "frame_timestamps": reply.frame_timestamps[0] if reply.frame_timestamps else [],
+        "visual_tokens_per_frame": reply.visual_tokens_per_frame[0] if reply.visual_tokens_per_frame else 0,
+        "prompt_tokens": reply.prompt_tokens,
+        "generated_tokens": reply.generated_tokens,
+        "timings": reply.timings,
+    }
+
+
+def run_chat(args) -> int:
+    from aurora import media
+
+    visual = _visual_path(args)
+    media.check_path(visual)
+    model = _load_model(args)
+    kind = "image" if Path(visual).suffix.lower() in media.IMAGE_EXTENSIONS else "video"
+    frames = model.load_frames(visual, num_frames=args.num_frames, fps=args.fps)  # decoded once for all turns
+    messages: list[dict] = []
+    interactive = sys.stdin.isatty()
+    write = _stdout_writer()
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        question = line.strip()
+        if not question:
+            continue
+        content = [{"type": "text", "text": question}]
+        if not messages:
+            content.insert(0, {"type": kind, kind: frames})
+        messages.append({"role": "user", "content": content})
+        kwargs = _generation_kwargs(args)
+        kwargs.pop("fps")
+        reply = model.chat(messages, **kwargs, on_text=write)
+        print(flush=True)
+        messages.append({"role": "assistant", "content": reply.text})
+    return 0
+
+
+def run_convert(args) -> int:
+    from aurora.models import auroracap, load
+
+    dst = Path(args.dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise ConfigError(f"{dst} exists and is not an empty directory: choose a new output directory")
+    model = load(args.src, device="cpu", dtype="float32", trust_remote_code=args.trust_remote_code)
+    save = auroracap.save_hf_llava if args.to == "hf" else auroracap.save_xtuner
+    save(model, dst)
+    print(f"wrote {args.to} checkpoint to {dst}")
+    return 0
+
+
+def _stdout_writer():
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    return write
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except AuroraError as e:
+        if args.debug:
+            raise
+        print(f"aurora: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("aurora: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

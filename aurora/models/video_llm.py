@@ -1,0 +1,295 @@
+"""The composition every Aurora model is: media -> vision tower (with token reducer) -> connector ->
+causal language model, with a prompt template that splices visual embeddings into the text.
+
+`VideoLLM` owns no family-specific logic: families (`aurora.models.auroracap`, ...) build its parts
+and load their checkpoints. It answers `caption` (one visual, one prompt) and `chat` (a list of
+messages with text, image and video parts), streaming when asked.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from aurora import media
+from aurora.errors import ConfigError
+from aurora.generation import GenerationOptions, TextCallbackStreamer
+from aurora.preset import Preset
+from aurora.prompts import IMAGE_PLACEHOLDER, get_template, visual_text
+from aurora.vision.preprocess import FrameTransform
+from aurora.vision.tower import MergingVisionTower
+
+@dataclass
+class Reply:
+    """One answer with what it took: the text, the frames used, token counts and stage times."""
+
+    text: str
+    model: str
+    frame_indices: list[list[int]] = field(default_factory=list)  # per visual
+    frame_timestamps: list[list[float]] = field(default_factory=list)
+    visual_tokens_per_frame: list[int] = field(default_factory=list)  # per visual
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ReplyStream:
+    """Iterate over text deltas as they are generated; `.reply` holds the full Reply afterwards."""
+
+    def __init__(self, run: Callable[[Callable[[str], None]], Reply]):
+        self._queue: queue.Queue = queue.Queue()
+        self.reply: Reply | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(run,), daemon=True)
+        self._thread.start()
+
+    def _work(self, run):
+        try:
+            self.reply = run(self._queue.put)
+        except BaseException as e:  # handed to the consumer's thread below
+            self._error = e
+        finally:
+            self._queue.put(None)
+
+    def __iter__(self) -> Iterator[str]:
+        while (delta := self._queue.get()) is not None:
+            yield delta
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+class VideoLLM(nn.Module):
+    def __init__(
+        self,
+        tower: MergingVisionTower,
+        connector: nn.Module,
+        language_model: nn.Module,
+        tokenizer,
+        preset: Preset,
+        name: str = "aurora",
+    ):
+        super().__init__()
+        self.tower = tower
+        self.connector = connector
+        self.language_model = language_model
+        self.tokenizer = tokenizer
+        self.preset = preset
+        self.name = name
+        self.transform = FrameTransform(preset.image_size, preset.image_mean, preset.image_std, preset.resize)
+        self.template = get_template(preset.template)
+        self.suppressed_token_ids = _never_generated(tokenizer, language_model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.language_model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.language_model.parameters()).dtype
+
+    # ---- the pipeline, stage by stage -------------------------------------------------------
+
+    def load_frames(self, visual, num_frames: int | None = None, fps: float | None = None) -> media.Frames:
+        if isinstance(visual, media.Frames):
+            return visual
+        return media.load_visual(
+            str(visual), num_frames=num_frames or self.preset.num_frames, fps=fps, sampling=self.preset.sampling
+        )
+
+    def encode(self, pixel_values: torch.Tensor, token_kept_ratio: float) -> torch.Tensor:
+        """(T, 3, H, W) frames -> (T, n, D) language-model embeddings, n tokens per frame."""
+        pixel_values = pixel_values.to(self.device, self.dtype)
+        features = self.tower(pixel_values, token_kept_ratio).features  # (T, n, C)
+        return self.connector(features)
+
+    def embed_prompt(self, prompt: str, visuals: list[torch.Tensor]) -> torch.Tensor:
+        """Text with one placeholder per frame + per-visual (T, n, D) -> (1, L, D) embeddings.
+
+        Chunks between placeholders are tokenised separately, the first with the tokenizer's
+        special tokens (BOS), the rest without, as AuroraCap does.
+        """
+        frames = [frame for visual in visuals for frame in visual]  # each (n, D)
+        chunks = prompt.split(IMAGE_PLACEHOLDER)
+        if len(chunks) - 1 != len(frames):
+            raise ConfigError(
+                f"the prompt has {len(chunks) - 1} {IMAGE_PLACEHOLDER} placeholders for {len(frames)} frames"
+            )
+        embed_tokens = self.language_model.get_input_embeddings()
+        pieces = []
+        for i, chunk in enumerate(chunks):
+            ids = self.tokenizer.encode(chunk, add_special_tokens=(i == 0))
+            if ids:
+                pieces.append(embed_tokens(torch.tensor(ids, device=self.device)))
+            if i < len(frames):
+                pieces.append(frames[i].to(pieces[0].dtype if pieces else self.dtype))
+        return torch.cat(pieces, dim=0)[None]
+
+    def generate(
+        self, inputs_embeds: torch.Tensor, options: GenerationOptions, on_text=None
+    ) -> tuple[str, int, float | None]:
+        """Generate from (1, L, D) embeddings -> (text, generated token count, first-token time)."""
+        streamer = TextCallbackStreamer(self.tokenizer, on_text if options.streams else None)
+        kwargs = options.generate_kwargs(options.max_new_tokens or self.preset.max_new_tokens)
+        eos = self._stop_token_ids()
+        if options.seed is not None:
+            torch.manual_seed(options.seed)
+        output = self.language_model.generate(
+            inputs_embeds=inputs_embeds,
+            attention_mask=torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=self.device),
+            eos_token_id=eos,
+            pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos[0],
+            streamer=streamer if options.streams else None,
+            suppress_tokens=self.suppressed_token_ids or None,
+            **kwargs,
+        )
+        ids = output[0].tolist()
+        while ids and ids[-1] in eos:  # drop EOS / padding after the answer
+            ids.pop()
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text = _cut_at_stop(text, options.stop)
+        if not options.streams and on_text is not None:
+            on_text(text)
+        return text, len(ids), streamer.first_token_time
+
+    def _stop_token_ids(self) -> list[int]:
+        eos = self.tokenizer.eos_token_id
+        ids = [eos] if eos is not None else []
+        for stop in self.template.stop:  # template stops that are single tokens end generation
+            token_id = self.tokenizer.convert_tokens_to_ids(stop)
+            if token_id is not None and token_id != self.tokenizer.unk_token_id and token_id not in ids:
+                ids.append(token_id)
+        if not ids:
+            raise ConfigError("the tokenizer has no EOS token; set eos_token in tokenizer_config.json")
+        return ids
+
+    # ---- user-facing calls ------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def respond(
+        self,
+        messages: list[dict],
+        num_frames: int | None = None,
+        fps: float | None = None,
+        token_kept_ratio: float | None = None,
+        options: GenerationOptions | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Reply:
+        """Answer the last user message of `messages` (OpenAI-style roles, content parts)."""
+        options = options or GenerationOptions()
+        ratio = self.preset.token_kept_ratio if token_kept_ratio is None else token_kept_ratio
+        if not 0 < ratio <= 1:
+            raise ConfigError(f"token_kept_ratio must be in (0, 1], got {ratio}")
+        if num_frames is not None and num_frames < 1:
+            raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
+        timings = dict.fromkeys(("decode", "preprocess", "encode", "prefill", "generate"), 0.0)
+        reply = Reply(text="", model=self.name)
+        turns, encoded = [], []
+        for role, parts in _normalise_messages(messages):
+            texts = []
+            for kind, value in parts:
+                if kind == "text":
+                    texts.append(value)
+                    continue
+                start = time.perf_counter()
+                frames = self.load_frames(value, num_frames=num_frames, fps=fps)
+                timings["decode"] += time.perf_counter() - start
+                start = time.perf_counter()
+                pixels = self.transform(frames.array)
+                timings["preprocess"] += time.perf_counter() - start
+                start = time.perf_counter()
+                embeds = self.encode(pixels, ratio)
+                timings["encode"] += time.perf_counter() - start
+                encoded.append(embeds)
+                reply.frame_indices.append(list(frames.indices))
+                reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
+                reply.visual_tokens_per_frame.append(embeds.shape[1])
+                texts.append(visual_text(len(frames.indices), "").rstrip("\n"))
+            turns.append((role, _join_visuals_and_text(texts, parts)))
+        prompt = self.template.render(turns)
+        inputs_embeds = self.embed_prompt(prompt, encoded)
+        reply.prompt_tokens = inputs_embeds.shape[1]
+        options = replace(options, stop=tuple(options.stop) + self.template.stop)
+        start = time.perf_counter()
+        reply.text, reply.generated_tokens, first = self.generate(inputs_embeds, options, on_text)
+        end = time.perf_counter()
+        timings["prefill"] = (first - start) if first else end - start
+        timings["generate"] = (end - first) if first else 0.0
+        reply.timings = {k: round(v, 6) for k, v in timings.items()}
+        return reply
+
+    def chat(self, messages: list[dict], stream: bool = False, **kwargs) -> "Reply | ReplyStream":
+        """Answer a conversation; with stream=True, iterate over text deltas as they come."""
+        options = _options_from(kwargs)
+        if stream:
+            return ReplyStream(lambda on_text: self.respond(messages, options=options, on_text=on_text, **kwargs))
+        return self.respond(messages, options=options, **kwargs)
+
+    def caption(self, visual, prompt: str | None = None, stream: bool = False, **kwargs) -> "Reply | ReplyStream":
+        """Caption one video or image (path or `media.Frames`) with the preset's prompt by default."""
+        is_image = isinstance(visual, (str, Path)) and Path(visual).suffix.lower() in media.IMAGE_EXTENSIONS
+        kind = "image" if is_image else "video"
+        content = [{"type": kind, kind: visual}, {"type": "text", "text": prompt or self.preset.default_prompt}]
+        return self.chat([{"role": "user", "content": content}], stream=stream, **kwargs)
+
+
+def _never_generated(tokenizer, language_model) -> list[int]:
+    """Ids a reply must never contain: the visual placeholder and embedding rows past the
+    tokenizer (padding rows added when a checkpoint grew its vocabulary, e.g. HF LLaVA's)."""
+    rows = language_model.get_output_embeddings().weight.shape[0]
+    ids = list(range(len(tokenizer), rows))
+    placeholder = tokenizer.get_vocab().get(IMAGE_PLACEHOLDER)
+    if placeholder is not None:
+        ids.append(placeholder)
+    return ids
+
+
+def _options_from(kwargs: dict) -> GenerationOptions:
+    """Pop generation knobs out of kwargs (the rest are media / merging options)."""
+    names = ("temperature", "top_p", "num_beams", "max_new_tokens", "seed", "stop")
+    return GenerationOptions(**{name: kwargs.pop(name) for name in names if name in kwargs})
+
+
+def _normalise_messages(messages: list[dict]) -> list[tuple[str, list[tuple[str, object]]]]:
+    """OpenAI-style messages -> [(role, [(kind, value), ...])], kind in text / image / video."""
+    if not isinstance(messages, list) or not messages:
+        raise ConfigError("messages must be a non-empty list of {'role': ..., 'content': ...}")
+    out = []
+    for message in messages:
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise ConfigError("each message needs 'role' and 'content'")
+        content = message["content"]
+        if isinstance(content, str):
+            out.append((message["role"], [("text", content)]))
+            continue
+        parts = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("text", "image", "video") or kind not in part:
+                raise ConfigError(f"unsupported content part {part!r}: use text, image or video parts")
+            parts.append((kind, part[kind]))
+        out.append((message["role"], parts))
+    return out
+
+
+def _join_visuals_and_text(texts: list[str], parts) -> str:
+    """Visual placeholders first, each on its own line, then the message's text (AuroraCap order)."""
+    visual = [t for t, (kind, _) in zip(texts, parts) if kind != "text"]
+    words = [t for t, (kind, _) in zip(texts, parts) if kind == "text"]
+    return "\n".join(visual + [" ".join(words)]) if visual else " ".join(words)
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
+    return text[:cut]
+
