@@ -114,7 +114,7 @@ def run_caption(args) -> int:
     from aurora import media
 
     visual = _visual_path(args)
-    media.check_path(visual)  # fail on a bad file before spending time on the model
+    media.check_visual(visual)  # fail on a bad file before spending time on the model
     model = _load_model(args)
     write = None if args.json else _stdout_writer()
     reply = model.caption(visual, prompt=args.prompt, **_generation_kwargs(args), on_text=write)
@@ -145,7 +145,7 @@ def run_chat(args) -> int:
     from aurora import media
 
     visual = _visual_path(args)
-    media.check_path(visual)
+    media.check_visual(visual)
     model = _load_model(args)
     kind = "image" if Path(visual).suffix.lower() in media.IMAGE_EXTENSIONS else "video"
     frames = model.load_frames(visual, num_frames=args.num_frames, fps=args.fps)  # decoded once for all turns
@@ -195,7 +195,10 @@ def _stdout_writer():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a one-line usage error (code 2)
+        return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     try:
         return args.run(args)
     except AuroraError as e:

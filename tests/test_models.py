@@ -194,3 +194,18 @@ def test_hub_id_without_network_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="Hugging Face Hub"):
         aurora.load("someone/not-a-real-aurora-model")
+
+
+def test_vicuna_style_sentencepiece_tokenizer(tmp_path):
+    """Vicuna ships tokenizer.model only; it must load and give AuroraCap's BOS + chunk ids."""
+    from aurora.testing.checkpoints import build_sentencepiece_tokenizer, build_tiny
+
+    tokenizer = build_sentencepiece_tokenizer(tmp_path / "sp")
+    auroracap.save_xtuner(build_tiny(tokenizer=tokenizer), tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "tokenizer.json").unlink(missing_ok=True)  # the published file set:
+    for name in ("tokenizer.model", "tokenizer_config.json"):  # tokenizer.model + its config
+        shutil.copy(tmp_path / "sp" / name, tmp_path / "ckpt" / name)
+    model = aurora.load(tmp_path / "ckpt")
+    assert model.tokenizer.encode("USER: hi")[0] == 1  # BOS added on the first chunk
+    reply = model.caption(make_frames(2), max_new_tokens=3)
+    assert reply.generated_tokens >= 1

@@ -53,6 +53,25 @@ def build_tokenizer(lm: str = "llama", vocab_size: int = 320) -> PreTrainedToken
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<unk>")
 
 
+def build_sentencepiece_tokenizer(directory: str | Path, vocab_size: int = 400):
+    """A Vicuna-style tokenizer: only tokenizer.model (SentencePiece BPE) + tokenizer_config.json."""
+    import json
+
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS * 20), model_prefix=str(directory / "tokenizer"), vocab_size=vocab_size,
+        model_type="bpe", bos_id=1, eos_id=2, unk_id=0, pad_id=-1, byte_fallback=True, minloglevel=2,
+    )
+    config = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+              "add_bos_token": True, "add_eos_token": False, "legacy": False}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    return AutoTokenizer.from_pretrained(directory)
+
+
 def build_tiny(
     lm: str = "llama",
     vision: str = "clip",
@@ -61,10 +80,11 @@ def build_tiny(
     patch_size: int = 8,
     vision_layers: int = 3,
     max_new_tokens: int = 12,
+    tokenizer=None,
 ):
     """A random VideoLLM with transformers modules at test sizes (hidden 32-64, 2-3 layers)."""
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(lm)
+    tokenizer = tokenizer or build_tokenizer(lm)
     vision_kwargs = dict(
         hidden_size=32, intermediate_size=64, num_hidden_layers=vision_layers, num_attention_heads=4,
         image_size=image_size, patch_size=patch_size,

@@ -31,6 +31,8 @@ class FrameTransform:
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32, normalised."""
+        if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+            frames = frames.copy()  # torch refuses to wrap read-only arrays (e.g. from PIL)
         x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
         height, width = x.shape[-2:]
         if self.resize == "squash":

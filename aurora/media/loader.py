@@ -1,0 +1,52 @@
+"""``load_visual``: one entry point that loads a video or an image by its extension."""
+
+from __future__ import annotations
+
+import os
+
+from aurora.errors import MediaError
+from aurora.media._checks import check_file, check_sampling
+from aurora.media.frames import Frames
+from aurora.media.image import load_image
+from aurora.media.video import load_video
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".gif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+# Named in the error so an audio file gets "no video stream", not "unsupported".
+_AUDIO_EXTENSIONS = (".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus")
+
+
+def load_visual(
+    path: str | os.PathLike,
+    num_frames: int | None = 8,
+    fps: float | None = None,
+    sampling: str = "uniform",
+) -> Frames:
+    """Load a video (sampled as ``load_video`` does) or an image (one frame).
+
+    The extension decides, case-insensitively; the frame options are checked for
+    images too, so a bad value fails the same way whatever the input.
+    """
+    check_sampling(num_frames, fps, sampling)
+    path = check_visual(path)
+    if path.lower().endswith(VIDEO_EXTENSIONS):
+        return load_video(path, num_frames=num_frames, fps=fps, sampling=sampling)
+    return load_image(path)
+
+
+def check_visual(path: str | os.PathLike) -> str:
+    """Cheap checks before any decoding: a readable file with a supported extension."""
+    path = check_file(path)
+    extension = os.path.splitext(path)[1].lower()
+    if extension in VIDEO_EXTENSIONS or extension in IMAGE_EXTENSIONS:
+        return path
+    if extension in _AUDIO_EXTENSIONS:
+        raise MediaError(
+            f"cannot load {path!r}: it is an audio file with no video stream; "
+            f"pass a video ({' '.join(VIDEO_EXTENSIONS)}) "
+            f"or an image ({' '.join(IMAGE_EXTENSIONS)})"
+        )
+    raise MediaError(
+        f"cannot load {path!r}: unsupported extension {extension or '(none)'!r}; "
+        f"supported videos: {' '.join(VIDEO_EXTENSIONS)}; images: {' '.join(IMAGE_EXTENSIONS)}"
+    )

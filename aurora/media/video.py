@@ -1,0 +1,232 @@
+"""Loading sampled video frames (``load_video``) and cheap video metadata (``probe_video``).
+
+Both open the file with PyAV after checking the path; every bad-media case becomes a
+one-line ``MediaError`` naming the file. Frame decoding itself lives in ``_decode``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import av
+import numpy as np
+
+from aurora.errors import MediaError
+from aurora.media import _decode
+from aurora.media._checks import check_file, check_sampling, one_line
+from aurora.media.frames import Frames
+from aurora.media.orientation import (
+    apply_display_matrix,
+    describe_display_matrix,
+    frame_display_matrix,
+)
+from aurora.media.sampling import fps_indices, segment_middle_indices, uniform_indices
+
+
+def _reason(error: BaseException) -> str:
+    """ffmpeg's own words for an error, without the errno and path PyAV adds."""
+    return one_line(getattr(error, "strerror", None) or error or type(error).__name__)
+
+
+def _open(path: str):
+    """Open ``path`` for reading with PyAV, or raise MediaError."""
+    try:
+        return av.open(path, metadata_errors="replace")
+    except (*_decode.DECODE_ERRORS, UnicodeDecodeError) as e:
+        raise MediaError(
+            f"cannot decode {path!r}: not a video file or it is corrupt "
+            f"(ffmpeg: {_reason(e)}); check that it plays in a media player"
+        ) from e
+
+
+def _is_cover_art(stream) -> bool:
+    """True for the still picture an audio file carries as a 'video' stream."""
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _video_stream(container, path: str):
+    """The container's main video stream, or MediaError when it has none."""
+    streams = [s for s in container.streams.video if not _is_cover_art(s)]
+    if not streams:
+        kinds = sorted({s.type for s in container.streams} & {"audio", "subtitle"})
+        if kinds:
+            held = f"it holds only {' and '.join(kinds)}; pass a video file"
+        else:
+            held = "none found; the file may be cut short or corrupt, re-encode or re-download it"
+        raise MediaError(f"cannot load {path!r}: it has no video stream ({held})")
+    best = container.streams.best("video")
+    return best if best in streams else streams[0]
+
+
+def _no_frames(path: str) -> MediaError:
+    return MediaError(
+        f"cannot decode {path!r}: no video frame could be decoded (the file is empty, "
+        f"cut short or corrupt); re-encode or re-download it"
+    )
+
+
+def _average_fps(stream) -> float | None:
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else None
+
+
+def _stated_duration(container, stream) -> float | None:
+    """Duration in seconds from the stream, else the container, else None."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _time_origin(timeline: _decode.Timeline, stream) -> int | None:
+    """The pts that counts as 0 s: the stream start, else the first frame's pts."""
+    if stream.start_time is not None:
+        return stream.start_time
+    return timeline.pts[0] if timeline.pts else None
+
+
+def _frame_times(timeline: _decode.Timeline, stream, fps: float | None) -> list[float]:
+    """Seconds of every frame from the stream start, in presentation order.
+
+    Without pts (rare) the times assume a constant ``fps``; without that either, [].
+    """
+    if timeline.pts is None:
+        return (np.arange(timeline.count) / fps).tolist() if fps else []
+    origin, base = _time_origin(timeline, stream), stream.time_base
+    return [float((pts - origin) * base) for pts in timeline.pts]
+
+
+def _choose_indices(total: int, times: list[float], num_frames, fps, sampling, path):
+    """Presentation indices to return, from the sampling options."""
+    if fps is not None:
+        if not times:
+            raise MediaError(
+                f"cannot sample {path!r} by fps: its frames carry no timestamps; "
+                f"use num_frames without fps"
+            )
+        return fps_indices(times, fps, num_frames)
+    if sampling == "middle":
+        return segment_middle_indices(total, num_frames)
+    return uniform_indices(total, num_frames)
+
+
+def _to_array(frames: list) -> np.ndarray:
+    """Decoded VideoFrames -> (T, H, W, 3) uint8 RGB, upright.
+
+    Every frame is scaled to the first one's size, so a stream that changes resolution
+    midway still stacks; the first frame's display matrix applies to all.
+    """
+    width, height = frames[0].width, frames[0].height
+    array = np.stack(
+        [f.to_ndarray(format="rgb24", width=width, height=height) for f in frames]
+    )  # (T, H, W, 3)
+    return apply_display_matrix(array, frame_display_matrix(frames[0]))
+
+
+def load_video(
+    path: str | os.PathLike,
+    num_frames: int | None = 8,
+    fps: float | None = None,
+    sampling: str = "uniform",
+) -> Frames:
+    """Decode sampled frames of a video as one (T, H, W, 3) uint8 RGB array.
+
+    Frame choice: ``fps`` given -> ``fps_indices`` (capped at ``num_frames`` unless it
+    is None); else ``sampling="uniform"`` -> ``uniform_indices`` (at most
+    ``num_frames``, AuroraCap) or ``"middle"`` -> ``segment_middle_indices`` (exactly
+    ``num_frames``, may repeat frames of a short clip; PLLaVA / MVBench). A frame that
+    will not decode (cut or corrupt file) is replaced by its nearest decodable one and
+    ``indices`` says which frame was returned.
+    """
+    check_sampling(num_frames, fps, sampling)
+    path = check_file(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream_index = stream.index
+        timeline = _decode.scan_timeline(container, stream)
+        video_fps = _average_fps(stream)
+        duration = _stated_duration(container, stream)
+        times = _frame_times(timeline, stream, video_fps)
+        origin = _time_origin(timeline, stream) if timeline.pts else None
+        time_base = stream.time_base
+    if timeline.count == 0:
+        raise _no_frames(path)
+
+    indices = _choose_indices(timeline.count, times, num_frames, fps, sampling, path)
+    try:
+        decoded = _decode.read_frames(
+            functools.partial(_open, path), stream_index, timeline, indices
+        )
+        if not decoded:
+            raise _no_frames(path)
+        chosen = [decoded[i] if i in decoded else _nearest_decoded(decoded, i) for i in indices]
+        array = _to_array([frame for _, frame in chosen])
+    except (*_decode.DECODE_ERRORS, UnicodeDecodeError) as e:
+        raise MediaError(
+            f"cannot decode {path!r}: {_reason(e)}; the file may be corrupt, re-encode it"
+        ) from e
+    timestamps = [
+        _timestamp(frame, returned, times, origin, time_base) for returned, frame in chosen
+    ]
+    if duration is None and times:
+        duration = times[-1] + (1.0 / video_fps if video_fps else 0.0)
+    return Frames(
+        array=array,
+        indices=[returned for returned, _ in chosen],
+        timestamps=timestamps,
+        total_frames=timeline.count,
+        fps=video_fps,
+        duration=duration,
+        path=path,
+        is_image=False,
+    )
+
+
+def _nearest_decoded(decoded: dict, index: int):
+    """The decoded entry whose requested index is closest to ``index``."""
+    return decoded[min(decoded, key=lambda known: (abs(known - index), known))]
+
+
+def _timestamp(frame, returned_index: int, times: list[float], origin, time_base) -> float:
+    """Seconds of a returned frame from the stream start: from its own pts when known."""
+    if frame.pts is not None and origin is not None and time_base:
+        return float((frame.pts - origin) * time_base)
+    if returned_index < len(times):
+        return times[returned_index]
+    return float(frame.time or 0.0)
+
+
+def probe_video(path: str | os.PathLike) -> dict:
+    """Cheap metadata without decoding more than one frame.
+
+    Returns ``total_frames`` (as the container states it, else counted from packets),
+    ``fps`` (average), ``duration`` (seconds), ``width`` and ``height`` as displayed
+    (after rotation, matching ``load_video`` arrays), ``rotation`` and ``mirrored``
+    (the display matrix as "turn counter-clockwise by ``rotation`` degrees, then mirror
+    left-right if ``mirrored``", PyAV's ``set_display_rotation`` parameters; 0 and
+    False when there is none) and ``codec``.
+    """
+    path = check_file(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        first = next(iter(_decode._decode_packets(container, stream)), None)
+        if first is None:
+            raise _no_frames(path)
+        info = {
+            "fps": _average_fps(stream),
+            "duration": _stated_duration(container, stream),
+            "codec": stream.codec_context.name,
+        }
+        stream_index, stated_frames = stream.index, stream.frames
+    total = stated_frames
+    if not total:
+        with _open(path) as container:
+            total = _decode.scan_timeline(container, container.streams[stream_index]).count
+    matrix = frame_display_matrix(first)
+    rotation, mirrored = describe_display_matrix(matrix)
+    swapped = matrix[0] == 0  # a quarter turn: width and height swap
+    width, height = (first.height, first.width) if swapped else (first.width, first.height)
+    return {"total_frames": total, **info, "width": width, "height": height,
+            "rotation": rotation, "mirrored": mirrored}

@@ -1,0 +1,1 @@
+"""Helpers for Aurora test suites (fixtures built with PyAV and PIL)."""

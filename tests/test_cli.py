@@ -1,0 +1,163 @@
+"""The `aurora` command end to end on generated media, and its one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aurora.cli import main
+from aurora.testing.media import make_frames, truncate_file, write_audio_only, write_image, write_text_file, write_video
+
+
+@pytest.fixture(scope="module")
+def media_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("media")
+    frames = make_frames(24, 64, 96)
+    write_video(root / "clip.mp4", frames, fps=8)
+    write_image(root / "frame.png", frames[5])
+    write_text_file(root / "text.mp4")
+    write_audio_only(root / "audio.mp4")
+    truncated = write_video(root / "truncated.mp4", frames, fps=8)
+    truncate_file(truncated, 0.3)
+    return root
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("layout", ["xtuner", "hf"])
+def test_caption_json_schema(capsys, checkpoints, media_dir, layout):
+    ckpt = checkpoints(layout, "llama")
+    code, out, err = run(capsys, "caption", media_dir / "clip.mp4", "--model", ckpt, "--json", "--num-frames", "4",
+                         "--token-kept-ratio", "0.5", "--max-new-tokens", "6")
+    assert code == 0, err
+    record = json.loads(out)
+    assert set(record) == {"caption", "model", "frame_indices", "frame_timestamps", "visual_tokens_per_frame",
+                           "prompt_tokens", "generated_tokens", "timings"}
+    assert record["frame_indices"] == [0, 7, 15, 23]  # np.linspace(0, 23, 4) as ints
+    assert record["frame_timestamps"] == pytest.approx([i / 8 for i in (0, 7, 15, 23)], abs=1e-3)
+    # 64 patches + CLS, 2 of 3 layers run, each merging r = int(64 * 0.5 / 3) = 10: 65 - 20 - CLS
+    assert record["visual_tokens_per_frame"] == 44
+    assert 1 <= record["generated_tokens"] <= 6
+    assert set(record["timings"]) == {"decode", "preprocess", "encode", "prefill", "generate"}
+
+
+def test_caption_streams_text_and_is_deterministic(capsys, xtuner_ckpt, media_dir):
+    argv = ("caption", media_dir / "clip.mp4", "--model", xtuner_ckpt, "--max-new-tokens", "8")
+    code, first, _ = run(capsys, *argv)
+    code2, second, _ = run(capsys, *argv)
+    assert code == code2 == 0 and first == second and first.endswith("\n")
+    code, as_json, _ = run(capsys, *argv, "--json")
+    assert json.loads(as_json)["caption"] + "\n" == first
+
+
+def test_auroracap_flag_spellings_are_aliases(capsys, xtuner_ckpt, media_dir):
+    code, out, err = run(capsys, "caption", "--visual_input", media_dir / "clip.mp4", "--model_path", xtuner_ckpt,
+                         "--num_frm", "2", "--token_kept_ratio", "0.5", "--max_new_tokens", "3", "--top_p", "1",
+                         "--num_beams", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["frame_indices"] == [0, 23]
+
+
+def test_caption_image(capsys, hf_ckpt, media_dir):
+    code, out, err = run(capsys, "caption", media_dir / "frame.png", "--model", hf_ckpt, "--json", "--max-new-tokens", "3")
+    assert code == 0, err
+    assert json.loads(out)["frame_indices"] == [0]
+
+
+def test_chat_reads_questions_from_stdin(capsys, monkeypatch, xtuner_ckpt, media_dir):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("What moves?\n\nAnd then?\n"))
+    code, out, err = run(capsys, "chat", media_dir / "clip.mp4", "--model", xtuner_ckpt, "--max-new-tokens", "4")
+    assert code == 0, err
+    assert out.count("\n") == 2  # two answers, one line each
+
+
+def test_convert_writes_hf_layout(capsys, xtuner_ckpt, tmp_path):
+    code, out, err = run(capsys, "convert", xtuner_ckpt, tmp_path / "hf")
+    assert code == 0, err
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "llava"
+    assert list((tmp_path / "hf").glob("*.safetensors"))
+    code, out, err = run(capsys, "convert", xtuner_ckpt, tmp_path / "hf")  # refuses to overwrite
+    assert code == 2 and "not an empty directory" in err
+
+
+BAD_INPUTS = {
+    "missing file": (lambda d, c: ["caption", d / "nope.mp4", "--model", c], "no such file"),
+    "directory": (lambda d, c: ["caption", d, "--model", c], "directory"),
+    "text named mp4": (lambda d, c: ["caption", d / "text.mp4", "--model", c], "text.mp4"),
+    "truncated mp4": (lambda d, c: ["caption", d / "truncated.mp4", "--model", c], "truncated.mp4"),
+    "audio only": (lambda d, c: ["caption", d / "audio.mp4", "--model", c], "no video stream"),
+    "ratio zero": (lambda d, c: ["caption", d / "clip.mp4", "--model", c, "--token-kept-ratio", "0"], "(0, 1]"),
+    "ratio above one": (lambda d, c: ["caption", d / "clip.mp4", "--model", c, "--token_kept_ratio", "1.5"], "(0, 1]"),
+    "zero frames asked": (lambda d, c: ["caption", d / "clip.mp4", "--model", c, "--num-frames", "0"], ">= 1"),
+    "missing checkpoint": (lambda d, c: ["caption", d / "clip.mp4", "--model", d / "no-such-model"], "not found"),
+    "not a checkpoint": (lambda d, c: ["caption", d / "clip.mp4", "--model", d], "not a checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_code_2(capsys, xtuner_ckpt, media_dir, case):
+    make_argv, fragment = BAD_INPUTS[case]
+    code, out, err = run(capsys, *make_argv(media_dir, xtuner_ckpt))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_zero_frame_video(capsys, xtuner_ckpt, tmp_path):
+    import av
+
+    path = tmp_path / "empty.mp4"
+    with av.open(str(path), "w") as container:  # a video stream with no frames in it
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    code, out, err = run(capsys, "caption", path, "--model", xtuner_ckpt)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "empty.mp4" in err
+
+
+def test_unknown_layout_and_partial_checkpoint(capsys, xtuner_ckpt, media_dir, tmp_path):
+    import shutil
+
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    (unknown / "config.json").write_text('{"model_type": "bert"}')
+    code, _, err = run(capsys, "caption", media_dir / "clip.mp4", "--model", unknown)
+    assert code == 2 and "unknown checkpoint layout" in err
+    partial = shutil.copytree(xtuner_ckpt, tmp_path / "partial")
+    (partial / "projector" / "model.safetensors").unlink()
+    code, _, err = run(capsys, "caption", media_dir / "clip.mp4", "--model", partial)
+    assert code == 2 and "incomplete" in err and len(err.strip().splitlines()) == 1
+
+
+def test_console_entry_point_and_debug_traceback(xtuner_ckpt, media_dir):
+    """A real process: JSON on stdout; a bad file is one line without --debug, a traceback with it."""
+    base = [sys.executable, "-m", "aurora", "caption"]
+    ok = subprocess.run(base + [str(media_dir / "clip.mp4"), "--model", str(xtuner_ckpt), "--json", "--max-new-tokens", "2"],
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["generated_tokens"] >= 1
+    bad = subprocess.run(base + [str(media_dir / "text.mp4"), "--model", str(xtuner_ckpt)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    debug = subprocess.run(base + [str(media_dir / "text.mp4"), "--model", str(xtuner_ckpt), "--debug"], capture_output=True, text=True, timeout=300)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("layout", ["xtuner", "hf"])
+def test_python_api_on_files(checkpoints, media_dir, layout):
+    import aurora
+
+    model = aurora.load(checkpoints(layout, "llama"))
+    video = model.caption(str(media_dir / "clip.mp4"), num_frames=3, token_kept_ratio=0.2, max_new_tokens=4)
+    assert video.frame_indices == [[0, 11, 23]] and video.generated_tokens >= 1
+    image = model.caption(media_dir / "frame.png", max_new_tokens=4)
+    assert image.frame_indices == [[0]]
+    pieces = list(model.caption(media_dir / "frame.png", max_new_tokens=4, stream=True))
+    assert "".join(pieces) == image.text
