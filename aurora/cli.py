@@ -30,6 +30,13 @@ def _ratio(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -41,7 +48,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by caption and chat; AuroraCap's spellings are accepted as aliases."""
     p.add_argument("--model", "--model_path", dest="model", help="checkpoint directory or hub id (default: the bundled model)")
     p.add_argument("--num-frames", "--num_frm", dest="num_frames", type=_positive_int, help="frames sampled uniformly (default: the model's preset, 8 for AuroraCap)")
-    p.add_argument("--fps", type=float, help="sample at this many frames per second instead (capped by --num-frames)")
+    p.add_argument("--fps", type=_positive_float, help="sample at this many frames per second instead (capped by --num-frames)")
     p.add_argument("--token-kept-ratio", "--token_kept_ratio", dest="token_kept_ratio", type=_ratio, help="share of visual tokens kept by merging, in (0, 1] (default: preset)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=1.0)

@@ -75,6 +75,8 @@ def get_template(name: str) -> Template:
         raise ConfigError(f"unknown prompt template {name!r}: choose one of {', '.join(TEMPLATES)}") from None
 
 
-def visual_text(num_frames: int, text: str) -> str:
-    """AuroraCap's user input: one placeholder per frame joined by spaces, a newline, the text."""
-    return " ".join([IMAGE_PLACEHOLDER] * num_frames) + "\n" + text
+def user_content(frame_counts: list[int], text: str) -> str:
+    """A user turn's text: per visual, one placeholder per frame joined by spaces, each visual on
+    its own line, then a newline and the text (AuroraCap: "<image> <image>\n{prompt}")."""
+    lines = [" ".join([IMAGE_PLACEHOLDER] * count) for count in frame_counts]
+    return "\n".join(lines + [text]) if lines else text

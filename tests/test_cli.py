@@ -18,6 +18,7 @@ def media_dir(tmp_path_factory):
     write_video(root / "clip.mp4", frames, fps=8)
     write_image(root / "frame.png", frames[5])
     write_text_file(root / "text.mp4")
+    write_text_file(root / "notes.txt")
     write_audio_only(root / "audio.mp4")
     truncated = write_video(root / "truncated.mp4", frames, fps=8)
     truncate_file(truncated, 0.3)
@@ -97,6 +98,8 @@ BAD_INPUTS = {
     "ratio zero": (lambda d, c: ["caption", d / "clip.mp4", "--model", c, "--token-kept-ratio", "0"], "(0, 1]"),
     "ratio above one": (lambda d, c: ["caption", d / "clip.mp4", "--model", c, "--token_kept_ratio", "1.5"], "(0, 1]"),
     "zero frames asked": (lambda d, c: ["caption", d / "clip.mp4", "--model", c, "--num-frames", "0"], ">= 1"),
+    "negative fps": (lambda d, c: ["caption", d / "clip.mp4", "--model", c, "--fps", "-1"], "> 0"),
+    "unsupported extension": (lambda d, c: ["caption", d / "notes.txt", "--model", c], "unsupported extension"),
     "missing checkpoint": (lambda d, c: ["caption", d / "clip.mp4", "--model", d / "no-such-model"], "not found"),
     "not a checkpoint": (lambda d, c: ["caption", d / "clip.mp4", "--model", d], "not a checkpoint"),
 }

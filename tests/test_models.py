@@ -13,7 +13,7 @@ import aurora
 from aurora.errors import CheckpointError, ConfigError
 from aurora.media import Frames
 from aurora.models import auroracap
-from aurora.prompts import visual_text
+from aurora.prompts import user_content
 
 def make_frames(count):
     """Already-decoded frames (4 of a 10-frame clip at 10 fps), as media.load_visual returns."""
@@ -23,7 +23,7 @@ def make_frames(count):
     return Frames(array, indices, [i / 10 for i in indices], 10, 10.0, 1.0, "clip.mp4", False)
 
 
-PROMPT = "USER: " + visual_text(3, "Describe the video in detail.") + " ASSISTANT:"
+PROMPT = "USER: " + user_content([3], "Describe the video in detail.") + " ASSISTANT:"
 
 
 def encode_ours(model, pixels, ratio=1.0):

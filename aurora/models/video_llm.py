@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,7 +23,7 @@ from aurora import media
 from aurora.errors import ConfigError
 from aurora.generation import GenerationOptions, TextCallbackStreamer
 from aurora.preset import Preset
-from aurora.prompts import IMAGE_PLACEHOLDER, get_template, visual_text
+from aurora.prompts import IMAGE_PLACEHOLDER, get_template, user_content
 from aurora.vision.preprocess import FrameTransform
 from aurora.vision.tower import MergingVisionTower
 
@@ -196,26 +197,23 @@ class VideoLLM(nn.Module):
         reply = Reply(text="", model=self.name)
         turns, encoded = [], []
         for role, parts in _normalise_messages(messages):
-            texts = []
+            words, frame_counts = [], []
             for kind, value in parts:
                 if kind == "text":
-                    texts.append(value)
+                    words.append(value)
                     continue
-                start = time.perf_counter()
-                frames = self.load_frames(value, num_frames=num_frames, fps=fps)
-                timings["decode"] += time.perf_counter() - start
-                start = time.perf_counter()
-                pixels = self.transform(frames.array)
-                timings["preprocess"] += time.perf_counter() - start
-                start = time.perf_counter()
-                embeds = self.encode(pixels, ratio)
-                timings["encode"] += time.perf_counter() - start
+                with _timed(timings, "decode"):
+                    frames = self.load_frames(value, num_frames=num_frames, fps=fps)
+                with _timed(timings, "preprocess"):
+                    pixels = self.transform(frames.array)
+                with _timed(timings, "encode"):
+                    embeds = self.encode(pixels, ratio)
                 encoded.append(embeds)
                 reply.frame_indices.append(list(frames.indices))
                 reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
                 reply.visual_tokens_per_frame.append(embeds.shape[1])
-                texts.append(visual_text(len(frames.indices), "").rstrip("\n"))
-            turns.append((role, _join_visuals_and_text(texts, parts)))
+                frame_counts.append(len(frames.indices))
+            turns.append((role, user_content(frame_counts, " ".join(words))))
         prompt = self.template.render(turns)
         inputs_embeds = self.embed_prompt(prompt, encoded)
         reply.prompt_tokens = inputs_embeds.shape[1]
@@ -241,6 +239,13 @@ class VideoLLM(nn.Module):
         kind = "image" if is_image else "video"
         content = [{"type": kind, kind: visual}, {"type": "text", "text": prompt or self.preset.default_prompt}]
         return self.chat([{"role": "user", "content": content}], stream=stream, **kwargs)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    start = time.perf_counter()
+    yield
+    timings[stage] += time.perf_counter() - start
 
 
 def _never_generated(tokenizer, language_model) -> list[int]:
@@ -280,13 +285,6 @@ def _normalise_messages(messages: list[dict]) -> list[tuple[str, list[tuple[str,
             parts.append((kind, part[kind]))
         out.append((message["role"], parts))
     return out
-
-
-def _join_visuals_and_text(texts: list[str], parts) -> str:
-    """Visual placeholders first, each on its own line, then the message's text (AuroraCap order)."""
-    visual = [t for t, (kind, _) in zip(texts, parts) if kind != "text"]
-    words = [t for t, (kind, _) in zip(texts, parts) if kind == "text"]
-    return "\n".join(visual + [" ".join(words)]) if visual else " ".join(words)
 
 
 def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
