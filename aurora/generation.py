@@ -7,9 +7,12 @@ stream into text deltas for a callback and records when the first token arrived.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
+import torch
+from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from aurora.errors import ConfigError
@@ -57,9 +60,10 @@ class TextCallbackStreamer(BaseStreamer):
     `inputs_embeds`, transformers passes no prompt ids (the first `put` is empty).
     """
 
-    def __init__(self, tokenizer, on_text=None):
+    def __init__(self, tokenizer, on_text=None, stop: tuple[str, ...] = ()):
         self.tokenizer = tokenizer
         self.on_text = on_text
+        self.stop = tuple(s for s in stop if s)
         self.tokens: list[int] = []
         self.emitted = 0  # characters of the decoded text already passed on
         self.first_token_time: float | None = None
@@ -77,9 +81,33 @@ class TextCallbackStreamer(BaseStreamer):
         self._emit(text)
 
     def end(self):
-        self._emit(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
+        self._emit(self.tokenizer.decode(self.tokens, skip_special_tokens=True), final=True)
 
-    def _emit(self, text: str):
+    def _emit(self, text: str, final: bool = False):
+        text = cut_at_stop(text, self.stop)
+        if not final:  # hold back a tail that may still grow into a stop string
+            text = text[: len(text) - _stop_prefix_length(text, self.stop)]
         if len(text) > self.emitted and self.on_text is not None:
             self.on_text(text[self.emitted :])
         self.emitted = max(self.emitted, len(text))
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """Text up to the first occurrence of any stop string."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def _stop_prefix_length(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest end of `text` that is the start of a stop string."""
+    return max((n for stop in stops for n in range(1, len(stop)) if text.endswith(stop[:n])), default=0)
+
+
+class CancelCriteria(StoppingCriteria):
+    """Stops generation once `event` is set (a client went away, a user pressed stop)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)

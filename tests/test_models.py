@@ -209,3 +209,23 @@ def test_vicuna_style_sentencepiece_tokenizer(tmp_path):
     assert model.tokenizer.encode("USER: hi")[0] == 1  # BOS added on the first chunk
     reply = model.caption(make_frames(2), max_new_tokens=3)
     assert reply.generated_tokens >= 1
+
+
+def test_stop_strings_end_the_reply_and_are_not_streamed(tiny, frames):
+    full = tiny.caption(frames, max_new_tokens=12)
+    assert len(full.text) > 2
+    stop = full.text[2:4]  # a piece of the greedy answer
+    pieces = []
+    cut = tiny.caption(frames, max_new_tokens=12, stop=(stop,), on_text=pieces.append)
+    assert cut.text == full.text[: full.text.find(stop)]
+    assert "".join(pieces) == cut.text and cut.finish_reason == "stop"
+    assert full.finish_reason in ("stop", "length")
+
+
+def test_cancel_event_stops_generation(tiny, frames):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    reply = tiny.caption(frames, max_new_tokens=12, cancel=cancel)
+    assert reply.finish_reason == "cancelled" and reply.generated_tokens <= 1

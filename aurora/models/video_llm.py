@@ -18,10 +18,11 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
+from transformers import StoppingCriteriaList
 
 from aurora import media
 from aurora.errors import ConfigError
-from aurora.generation import GenerationOptions, TextCallbackStreamer
+from aurora.generation import CancelCriteria, GenerationOptions, TextCallbackStreamer, cut_at_stop
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, get_template, user_content
 from aurora.vision.preprocess import FrameTransform
@@ -38,6 +39,7 @@ class Reply:
     visual_tokens_per_frame: list[int] = field(default_factory=list)  # per visual
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    finish_reason: str = ""  # stop / length / cancelled
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def to_dict(self) -> dict:
@@ -137,11 +139,20 @@ class VideoLLM(nn.Module):
         return torch.cat(pieces, dim=0)[None]
 
     def generate(
-        self, inputs_embeds: torch.Tensor, options: GenerationOptions, on_text=None
-    ) -> tuple[str, int, float | None]:
-        """Generate from (1, L, D) embeddings -> (text, generated token count, first-token time)."""
-        streamer = TextCallbackStreamer(self.tokenizer, on_text if options.streams else None)
-        kwargs = options.generate_kwargs(options.max_new_tokens or self.preset.max_new_tokens)
+        self, inputs_embeds: torch.Tensor, options: GenerationOptions, on_text=None, cancel=None
+    ) -> tuple[str, int, float | None, str]:
+        """Generate from (1, L, D) embeddings.
+
+        Returns (text, generated token count, first-token time, finish reason), the reason being
+        "stop" (EOS or a stop string), "length" (max_new_tokens) or "cancelled" (`cancel` set).
+        """
+        streamer = TextCallbackStreamer(self.tokenizer, on_text if options.streams else None, options.stop)
+        max_new_tokens = options.max_new_tokens or self.preset.max_new_tokens
+        kwargs = options.generate_kwargs(max_new_tokens)
+        if options.stop:
+            kwargs.update(stop_strings=list(options.stop), tokenizer=self.tokenizer)
+        if cancel is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([CancelCriteria(cancel)])
         eos = self._stop_token_ids()
         if options.seed is not None:
             torch.manual_seed(options.seed)
@@ -155,13 +166,20 @@ class VideoLLM(nn.Module):
             **kwargs,
         )
         ids = output[0].tolist()
+        ended = bool(ids) and ids[-1] in eos
         while ids and ids[-1] in eos:  # drop EOS / padding after the answer
             ids.pop()
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        text = _cut_at_stop(text, options.stop)
+        full_text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text = cut_at_stop(full_text, options.stop)
+        if cancel is not None and cancel.is_set():
+            reason = "cancelled"
+        elif ended or text != full_text or len(ids) < max_new_tokens:
+            reason = "stop"
+        else:
+            reason = "length"
         if not options.streams and on_text is not None:
             on_text(text)
-        return text, len(ids), streamer.first_token_time
+        return text, len(ids), streamer.first_token_time, reason
 
     def _stop_token_ids(self) -> list[int]:
         eos = self.tokenizer.eos_token_id
@@ -185,6 +203,7 @@ class VideoLLM(nn.Module):
         token_kept_ratio: float | None = None,
         options: GenerationOptions | None = None,
         on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Reply:
         """Answer the last user message of `messages` (OpenAI-style roles, content parts)."""
         options = options or GenerationOptions()
@@ -219,7 +238,9 @@ class VideoLLM(nn.Module):
         reply.prompt_tokens = inputs_embeds.shape[1]
         options = replace(options, stop=tuple(options.stop) + self.template.stop)
         start = time.perf_counter()
-        reply.text, reply.generated_tokens, first = self.generate(inputs_embeds, options, on_text)
+        reply.text, reply.generated_tokens, first, reply.finish_reason = self.generate(
+            inputs_embeds, options, on_text, cancel
+        )
         end = time.perf_counter()
         timings["prefill"] = (first - start) if first else end - start
         timings["generate"] = (end - first) if first else 0.0
@@ -285,9 +306,3 @@ def _normalise_messages(messages: list[dict]) -> list[tuple[str, list[tuple[str,
             parts.append((kind, part[kind]))
         out.append((message["role"], parts))
     return out
-
-
-def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
-    return text[:cut]
-
