@@ -17,20 +17,27 @@ IMAGE_PLACEHOLDER = "<image>"
 
 @dataclass(frozen=True)
 class Template:
+    """How one conversation format lays out turns.
+
+    An assistant turn is `generation_prompt + answer + separator`; `answer` holds the reply and the
+    marker that ends it, so training puts its loss on exactly the text generation must produce.
+    """
+
     name: str
-    system: str  # wraps a system message; "" = system messages are not supported by the format
+    system: str  # wraps a system message; "" = the format takes none
     user: str  # wraps one user turn
-    assistant: str  # wraps one finished assistant turn
-    generation_prompt: str  # what opens the assistant turn to be generated
+    generation_prompt: str  # opens an assistant turn
+    answer: str  # wraps the reply text, with its end marker
+    separator: str = ""  # after a finished assistant turn
     stop: tuple[str, ...] = ()  # text that ends a reply besides the tokenizer's EOS
     default_system: str = ""
 
-    def render(self, turns: list[tuple[str, str]]) -> str:
-        """turns: (role, text) in order, last one a user turn -> prompt ending at the reply."""
-        if not turns or turns[-1][0] != "user":
+    def render(self, turns: list[tuple[str, str]], add_generation_prompt: bool = True) -> str:
+        """turns: (role, text) in order -> the prompt, opened for the next reply by default."""
+        if add_generation_prompt and (not turns or turns[-1][0] != "user"):
             raise ConfigError("a conversation must end with a user message")
         parts = []
-        if self.default_system and turns[0][0] != "system" and self.system:
+        if self.default_system and self.system and turns and turns[0][0] != "system":
             parts.append(self.system.format(content=self.default_system))
         for role, text in turns:
             if role == "system":
@@ -40,28 +47,30 @@ class Template:
             elif role == "user":
                 parts.append(self.user.format(content=text))
             elif role == "assistant":
-                parts.append(self.assistant.format(content=text))
+                parts.append(self.generation_prompt + self.answer.format(content=text) + self.separator)
             else:
                 raise ConfigError(f"unknown message role {role!r}: use system, user or assistant")
-        return "".join(parts) + self.generation_prompt
+        return "".join(parts) + (self.generation_prompt if add_generation_prompt else "")
 
 
 TEMPLATES: dict[str, Template] = {
-    # AuroraCap (xtuner's vicuna): "USER: {input} ASSISTANT:" and no system text. Later rounds are
-    # separated by a newline after the previous answer's EOS, as xtuner builds multi-turn data.
+    # AuroraCap (xtuner's vicuna): "USER: {input} ASSISTANT:" and no system text. Later rounds follow
+    # the previous answer's EOS and a newline, as xtuner builds multi-turn data.
     "vicuna": Template(
         name="vicuna",
         system="{content} ",
         user="USER: {content} ",
-        assistant="ASSISTANT: {content}</s>\n",
         generation_prompt="ASSISTANT:",
+        answer=" {content}</s>",
+        separator="\n",
     ),
     "chatml": Template(
         name="chatml",
         system="<|im_start|>system\n{content}<|im_end|>\n",
         user="<|im_start|>user\n{content}<|im_end|>\n",
-        assistant="<|im_start|>assistant\n{content}<|im_end|>\n",
         generation_prompt="<|im_start|>assistant\n",
+        answer="{content}<|im_end|>",
+        separator="\n",
         stop=("<|im_end|>",),
         default_system="You are a helpful assistant.",
     ),
