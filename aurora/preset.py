@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aurora.errors import ConfigError
 from aurora.prompts import TEMPLATES
-from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD, RESIZE_MODES
+from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD, RESIZE_MODES, TEMPORAL_INPUTS
 from aurora.vision.tower import POSITION_INTERPOLATIONS
 
 PRESET_FILE = "aurora_preset.json"
@@ -27,6 +27,7 @@ class Preset:
     image_mean: tuple[float, float, float] = CLIP_MEAN
     image_std: tuple[float, float, float] = CLIP_STD
     resize: str = "shortest_edge_crop"
+    temporal_input: str = "none"  # "difference": frame-difference channels for the tower (6 in)
     num_frames: int = 8
     sampling: str = "uniform"
     token_kept_ratio: float = 0.8
@@ -45,6 +46,7 @@ class Preset:
             (0 < self.token_kept_ratio <= 1, f"token_kept_ratio must be in (0, 1], got {self.token_kept_ratio}"),
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
             (self.resize in RESIZE_MODES, f"resize must be one of {RESIZE_MODES}"),
+            (self.temporal_input in TEMPORAL_INPUTS, f"temporal_input must be one of {TEMPORAL_INPUTS}"),
             (self.sampling in SAMPLINGS, f"sampling must be one of {SAMPLINGS}"),
             (self.template in TEMPLATES, f"template must be one of {tuple(TEMPLATES)}"),
             (self.position_interpolation in POSITION_INTERPOLATIONS, "unknown position_interpolation"),

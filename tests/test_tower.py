@@ -113,3 +113,22 @@ def test_gradients_flow_through_merging():
     out = tower(torch.randn(2, 3, 84, 84), 0.3)
     out.features.sum().backward()
     assert model.encoder.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+
+
+def test_frame_difference_input_lets_the_tower_see_change():
+    import numpy as np
+
+    from aurora.vision.preprocess import FrameTransform
+
+    frames = np.zeros((3, 64, 64, 3), np.uint8)
+    frames[1, :, 10:20] = 255  # something appears in frame 1 only
+    pixels = FrameTransform(64, temporal="difference")(frames)
+    plain = FrameTransform(64)(frames)
+    assert pixels.shape == (3, 6, 64, 64)
+    torch.testing.assert_close(pixels[:, :3], plain)
+    assert torch.all(pixels[0, 3:] == 0)  # the first frame has no previous frame
+    torch.testing.assert_close(pixels[1, 3:], plain[1] - plain[0])
+    torch.testing.assert_close(pixels[2, 3:], plain[2] - plain[1])
+    model = make("clip", num_channels=6, image_size=64, patch_size=8)
+    out = MergingVisionTower(model)(pixels, 0.5)
+    assert out.features.shape[0] == 3

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import StoppingCriteriaList
 
 from aurora import media
-from aurora.errors import ConfigError
+from aurora.errors import CheckpointError, ConfigError
 from aurora.generation import CancelCriteria, GenerationOptions, TextCallbackStreamer, cut_at_stop
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, get_template, user_content
@@ -89,7 +89,15 @@ class VideoLLM(nn.Module):
         self.tokenizer = tokenizer
         self.preset = preset
         self.name = name
-        self.transform = FrameTransform(preset.image_size, preset.image_mean, preset.image_std, preset.resize)
+        self.transform = FrameTransform(
+            preset.image_size, preset.image_mean, preset.image_std, preset.resize, preset.temporal_input
+        )
+        channels = tower.config.num_channels
+        if channels != self.transform.channels:
+            raise CheckpointError(
+                f"the vision tower takes {channels} input channels but the preset's temporal_input "
+                f"{preset.temporal_input!r} gives {self.transform.channels}; fix aurora_preset.json"
+            )
         self.template = get_template(preset.template)
         self.suppressed_token_ids = _never_generated(tokenizer, language_model)
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESIZE_MODES = ("shortest_edge_crop", "squash")
+TEMPORAL_INPUTS = ("none", "difference")
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,17 @@ class FrameTransform:
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     resize: str = "shortest_edge_crop"  # or "squash": straight to size x size (SigLIP-style)
+    temporal: str = "none"  # "difference": add each frame's change since the previous frame
 
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.temporal not in TEMPORAL_INPUTS:
+            raise ValueError(f"temporal must be one of {TEMPORAL_INPUTS}, got {self.temporal!r}")
+
+    @property
+    def channels(self) -> int:
+        return 6 if self.temporal == "difference" else 3
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32, normalised."""
@@ -52,4 +60,16 @@ class FrameTransform:
             x = x[..., top : top + self.size, left : left + self.size]
         mean = torch.tensor(self.mean).view(1, 3, 1, 1) * 255
         std = torch.tensor(self.std).view(1, 3, 1, 1) * 255
-        return ((x - mean) / std).contiguous()
+        x = (x - mean) / std
+        if self.temporal == "difference":
+            x = with_frame_differences(x)
+        return x.contiguous()
+
+
+def with_frame_differences(pixels: torch.Tensor) -> torch.Tensor:
+    """(T, 3, H, W) -> (T, 6, H, W): each frame followed by its change since the previous frame
+    (zeros for the first). A per-frame tower cannot see motion otherwise; with the difference
+    channels, camera and object motion become visible to every patch (as in TSN's RGB-diff)."""
+    diff = torch.zeros_like(pixels)
+    diff[1:] = pixels[1:] - pixels[:-1]
+    return torch.cat([pixels, diff], dim=1)
