@@ -81,6 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(p)
     p.set_defaults(run=run_chat)
 
+    p = sub.add_parser("train", help="train or fine-tune on LLaVA-format data (CPU or `accelerate launch`)")
+    p.add_argument("--config", help="YAML file of settings; flags override it")
+    p.add_argument("--data", help="LLaVA-format JSON/JSONL (video or image path + conversations)")
+    p.add_argument("--output-dir", dest="output_dir")
+    p.add_argument("--model", help="checkpoint to start from (default: build from the config's scratch section)")
+    p.add_argument("--train-parts", dest="train_parts", type=lambda s: tuple(x for x in s.split(",") if x),
+                   help="comma-separated: tower,connector,language_model")
+    p.add_argument("--lora-rank", dest="lora_rank", type=int)
+    p.add_argument("--token-kept-ratio", dest="token_kept_ratio", type=_ratio)
+    p.add_argument("--num-frames", dest="num_frames", type=_positive_int)
+    p.add_argument("--batch-size", dest="batch_size", type=_positive_int)
+    p.add_argument("--grad-accum", dest="grad_accum", type=_positive_int)
+    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--max-steps", dest="max_steps", type=_positive_int)
+    p.add_argument("--warmup-steps", dest="warmup_steps", type=int)
+    p.add_argument("--save-every", dest="save_every", type=_positive_int)
+    p.add_argument("--log-every", dest="log_every", type=_positive_int)
+    p.add_argument("--mixed-precision", dest="mixed_precision", choices=("no", "bf16", "fp16"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(run=run_train)
+
     p = sub.add_parser("convert", help="convert a checkpoint to the HF LLaVA layout (or xtuner)")
     p.add_argument("src", help="checkpoint directory or hub id")
     p.add_argument("dst", help="output directory (must not exist or be empty)")
@@ -177,6 +201,20 @@ def run_chat(args) -> int:
         reply = model.chat(messages, **kwargs, on_text=write)
         print(flush=True)
         messages.append({"role": "assistant", "content": reply.text})
+    return 0
+
+
+TRAIN_FLAGS = ("data", "output_dir", "model", "train_parts", "lora_rank", "token_kept_ratio", "num_frames",
+               "batch_size", "grad_accum", "lr", "max_steps", "warmup_steps", "save_every", "log_every",
+               "mixed_precision", "seed", "threads")
+
+
+def run_train(args) -> int:
+    from aurora.train import load_config, train
+
+    config = load_config(args.config, **{name: getattr(args, name) for name in TRAIN_FLAGS})
+    final = train(config, resume=args.resume)
+    print(f"model written to {final}")
     return 0
 
 

@@ -69,9 +69,10 @@ def load_xtuner(path: Path, dtype=torch.float32, trust_remote_code: bool = False
 def save_xtuner(model: VideoLLM, out: str | Path) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.language_model.save_pretrained(out)
+    with _quiet_transformers():
+        model.language_model.save_pretrained(out)
+        model.tower.model.save_pretrained(out / "visual_encoder")
     model.tokenizer.save_pretrained(out)
-    model.tower.model.save_pretrained(out / "visual_encoder")
     _image_processor(model.preset).save_pretrained(out / "visual_encoder")
     (out / "projector").mkdir(exist_ok=True)
     config = {**model.connector.to_config(), "architectures": ["ProjectorModel"]}
@@ -155,7 +156,8 @@ def save_hf_llava(model: VideoLLM, out: str | Path) -> None:
         state[f"model.language_model.{k.removeprefix('model.')}" if k.startswith("model.") else k] = v
     llava.load_state_dict(state, strict=True, assign=True)
     _grow_embeddings(llava, len(tokenizer))
-    llava.save_pretrained(out)
+    with _quiet_transformers():
+        llava.save_pretrained(out)
     tokenizer.save_pretrained(out)
     _image_processor(model.preset).save_pretrained(out)
     model.preset.save(out)

@@ -1,0 +1,72 @@
+"""From samples to a loss: frames through the tower, visual tokens spliced between text, and the
+token-level cross-entropy normalised once for a whole optimiser step.
+
+Shared numerics live here once (STYLE lesson 11): `token_loss_sum` and the normaliser that makes
+gradient accumulation and data parallelism give the same gradient as one big batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aurora.train.data import IGNORE, Sample
+
+
+class CaptionLoss(nn.Module):
+    """Wraps a VideoLLM so one forward computes the summed answer-token loss of a micro-batch.
+
+    A module (not a function) so that accelerate/DDP can wrap it and sync gradients.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, samples: list[Sample], token_kept_ratio: float) -> tuple[torch.Tensor, int]:
+        embeds, mask, labels = build_inputs(self.model, samples, token_kept_ratio)
+        logits = self.model.language_model(inputs_embeds=embeds, attention_mask=mask).logits
+        return token_loss_sum(logits, labels), int((labels[:, 1:] != IGNORE).sum())
+
+
+def build_inputs(model, samples: list[Sample], token_kept_ratio: float):
+    """-> inputs_embeds (B, L, D), attention_mask (B, L), labels (B, L); right-padded."""
+    device = model.device
+    pixels = torch.cat([model.transform(s.frames) for s in samples])  # (sum T, C, S, S)
+    visual = model.encode(pixels, token_kept_ratio)  # (sum T, n, D)
+    per_frame = visual.shape[1]
+    embed_tokens = model.language_model.get_input_embeddings()
+    rows, label_rows, start = [], [], 0
+    for sample in samples:
+        pieces, labels = [], []
+        for i, (ids, lab) in enumerate(zip(sample.segments, sample.labels)):
+            pieces.append(embed_tokens(torch.tensor(ids, dtype=torch.long, device=device)))
+            labels.append(torch.tensor(lab, dtype=torch.long))
+            if i < len(sample.segments) - 1:
+                pieces.append(visual[start + i].to(pieces[-1].dtype))
+                labels.append(torch.full((per_frame,), IGNORE, dtype=torch.long))
+        start += len(sample.segments) - 1
+        rows.append(torch.cat(pieces))
+        label_rows.append(torch.cat(labels))
+    length = max(r.shape[0] for r in rows)
+    embeds = torch.zeros(len(rows), length, rows[0].shape[-1], dtype=rows[0].dtype, device=device)
+    mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+    labels = torch.full((len(rows), length), IGNORE, dtype=torch.long)
+    for b, (row, lab) in enumerate(zip(rows, label_rows)):
+        embeds[b, : row.shape[0]] = row
+        mask[b, : row.shape[0]] = 1
+        labels[b, : lab.shape[0]] = lab
+    return embeds, mask, labels.to(device)
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross-entropy over labelled positions (logits[t] predicts labels[t+1])."""
+    logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    return F.cross_entropy(logits, labels[:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum")
+
+
+def loss_scale(step_tokens: int, world_size: int = 1) -> float:
+    """Factor for a micro-batch's summed loss so the step's gradient is the mean over all of its
+    answer tokens: DDP averages gradients over processes, so multiply that average back up."""
+    return world_size / max(step_tokens, 1)

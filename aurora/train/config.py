@@ -1,0 +1,107 @@
+"""Training configuration: one flat dataclass, read from YAML, overridden by flags.
+
+Which parts train is configuration, not code (`train_parts`, `lora_rank`), so AuroraCap's stages
+are three configs: ["connector"] -> ["tower", "connector"] -> ["tower", "connector",
+"language_model"] (or LoRA on the language model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from aurora.errors import ConfigError
+from aurora.train.scratch import ScratchConfig
+
+PARTS = ("tower", "connector", "language_model")
+PRECISIONS = ("no", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # LLaVA-format JSON / JSONL
+    output_dir: str = "runs/train"
+    model: str | None = None  # checkpoint to start from; None builds one from `scratch`
+    scratch: ScratchConfig = field(default_factory=ScratchConfig)
+    media_root: str | None = None  # relative media paths resolve here (default: the data file's folder)
+    train_parts: tuple[str, ...] = ("connector",)
+    lora_rank: int = 0  # > 0: LoRA (peft) on the language model instead of training it fully
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    token_kept_ratio: float = 0.1  # merging during training (AuroraCap trains at 0.1)
+    num_frames: int = 8
+    batch_size: int = 8  # per process, per micro-batch
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_steps: int = 1000
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    max_length: int = 1024
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+    def __post_init__(self):
+        if isinstance(self.scratch, dict):
+            known = {f.name for f in fields(ScratchConfig)}
+            unknown = sorted(set(self.scratch) - known)
+            if unknown:
+                raise ConfigError(f"unknown scratch settings {unknown}")
+            self.scratch = ScratchConfig(**self.scratch)
+        self.train_parts = tuple(self.train_parts)
+        self.lora_targets = tuple(self.lora_targets)
+        bad_parts = sorted(set(self.train_parts) - set(PARTS))
+        checks = [
+            (bool(self.data), "data is required (a LLaVA-format JSON/JSONL file)"),
+            (not bad_parts, f"unknown train_parts {bad_parts}: choose from {PARTS}"),
+            (bool(self.train_parts) or self.lora_rank > 0, "nothing to train: set train_parts or lora_rank"),
+            (not (self.lora_rank > 0 and "language_model" in self.train_parts),
+             "lora_rank > 0 trains the language model through LoRA: drop language_model from train_parts"),
+            (0 < self.token_kept_ratio <= 1, f"token_kept_ratio must be in (0, 1], got {self.token_kept_ratio}"),
+            (self.num_frames >= 1, "num_frames must be >= 1"),
+            (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.max_steps >= 1, "max_steps must be >= 1"),
+            (0 <= self.warmup_steps <= self.max_steps, "warmup_steps must be in [0, max_steps]"),
+            (self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}"),
+            (self.save_every >= 1 and self.log_every >= 1, "save_every and log_every must be >= 1"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"invalid training config: {message}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["train_parts"], data["lora_targets"] = list(self.train_parts), list(self.lora_targets)
+        return data
+
+
+def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
+    """A YAML file's settings, then every override that is not None (flags win)."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must be a mapping of settings")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown training settings {unknown}")
+    try:
+        return TrainConfig(**data)
+    except TypeError as e:
+        raise ConfigError(f"bad training setting: {e}") from None

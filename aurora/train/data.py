@@ -1,0 +1,185 @@
+"""Training data: LLaVA-format records -> token segments, labels and decoded frames.
+
+A record is `{"video" or "image": path, "conversations": [{"from": "human"|"gpt", "value": ...}]}`
+(also "user"/"assistant" roles); paths are relative to the data file's folder unless absolute or
+a media root is given. `<video>` / `<image>` markers in the text are dropped: Aurora places the
+frames itself, as at inference. Bad records (missing or corrupt media, empty conversations) are
+skipped with a warning and counted, never a crash mid-epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aurora import media
+from aurora.errors import AuroraError, ConfigError
+from aurora.prompts import IMAGE_PLACEHOLDER, Template, user_content
+
+log = logging.getLogger(__name__)
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+IGNORE = -100  # label of tokens that carry no loss
+
+
+@dataclass
+class Sample:
+    """One training example, ready for batching."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    segments: list[list[int]]  # token ids between frames: len == T + 1
+    labels: list[list[int]]  # same shapes as segments; IGNORE where no loss
+    index: int  # position in the record list
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """A JSON list or a JSONL file of records; each gets `_root` (its folder) for relative paths."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"training data {path} not found")
+    text = path.read_text()
+    try:
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON/JSONL ({e})") from None
+    if not isinstance(records, list):
+        raise ConfigError(f"{path} must hold a list of records")
+    for record in records:
+        if isinstance(record, dict):
+            record.setdefault("_root", str(path.parent))
+    return records
+
+
+def media_path(record: dict, media_root: str | None = None) -> tuple[str, str] | None:
+    """(kind, path) of a record's visual, or None for a text-only record."""
+    for kind in ("video", "image"):
+        if record.get(kind):
+            path = Path(record[kind])
+            if not path.is_absolute():
+                path = Path(media_root or record.get("_root", ".")) / path
+            return kind, str(path)
+    return None
+
+
+def turns_of(record: dict) -> list[tuple[str, str]]:
+    """Conversation as (role, text) with visual markers removed; ConfigError if unusable."""
+    conversation = record.get("conversations")
+    if not isinstance(conversation, list) or not conversation:
+        raise ConfigError("empty conversation")
+    turns = []
+    for turn in conversation:
+        role = ROLES.get(str(turn.get("from", turn.get("role", ""))).lower())
+        text = turn.get("value", turn.get("content"))
+        if role is None or not isinstance(text, str):
+            raise ConfigError(f"bad conversation turn {turn!r}")
+        for marker in ("<video>", IMAGE_PLACEHOLDER):
+            text = text.replace(marker + "\n", "").replace(marker, "")
+        turns.append((role, text.strip()))
+    if not any(role == "assistant" for role, _ in turns):
+        raise ConfigError("conversation has no answer")
+    return turns
+
+
+def tokenize(turns, num_frames: int, template: Template, tokenizer, max_length: int) -> tuple[list, list]:
+    """Token segments split at the frames, with labels on answer text only.
+
+    The frames go into the first user turn (AuroraCap's layout). Every assistant turn contributes
+    `template.answer` (reply + end marker) with loss; everything else is context.
+    """
+    first_user = next(i for i, (role, _) in enumerate(turns) if role == "user")
+    turns = [(r, user_content([num_frames], t) if i == first_user else t) for i, (r, t) in enumerate(turns)]
+    pieces: list[tuple[str, bool]] = []  # (text, has loss)
+    done = 0  # characters of the rendered history already turned into pieces
+    history: list[tuple[str, str]] = []
+    for role, text in turns:
+        if role == "assistant":
+            context = template.render(history)  # ends with the generation prompt
+            pieces.append((context[done:], False))
+            answer = template.answer.format(content=text)
+            pieces.append((answer, True))
+            history.append((role, text))
+            done = len(context) + len(answer)  # the separator opens the next context piece
+        else:
+            history.append((role, text))
+    segments: list[list[int]] = [[]]
+    labels: list[list[int]] = [[]]
+    first = True
+    for text, has_loss in pieces:
+        chunks = text.split(IMAGE_PLACEHOLDER)
+        for j, chunk in enumerate(chunks):
+            if j > 0:  # a frame sits here: start a new segment
+                segments.append([])
+                labels.append([])
+            ids = tokenizer.encode(chunk, add_special_tokens=first) if (chunk or first) else []
+            first = False
+            segments[-1].extend(ids)
+            labels[-1].extend(ids if has_loss else [IGNORE] * len(ids))
+    if sum(len(s) for s in segments) > max_length:
+        raise ConfigError(f"longer than max_length {max_length} tokens")
+    if len(segments) != num_frames + 1:
+        raise ConfigError("the text contains a literal <image> marker")
+    return segments, labels
+
+
+class SkipCounter:
+    """Counts skipped records by reason and warns once per record."""
+
+    def __init__(self):
+        self.reasons: Counter = Counter()
+
+    def skip(self, index: int, reason: str) -> None:
+        self.reasons[reason.split(":")[0][:60]] += 1
+        log.warning("skipping record %d: %s", index, reason)
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+
+class VideoTextDataset:
+    """Records -> Samples; decoded frames are cached in memory after the first read."""
+
+    def __init__(self, records, tokenizer, template: Template, num_frames: int, max_length: int = 1024,
+                 media_root: str | None = None, sampling: str = "uniform", cache: bool = True):
+        self.records = records
+        self.tokenizer, self.template = tokenizer, template
+        self.num_frames, self.max_length = num_frames, max_length
+        self.media_root, self.sampling = media_root, sampling
+        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.skipped = SkipCounter()
+        self.bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def get(self, index: int) -> Sample | None:
+        """The sample at `index`, or None (counted, warned once) when the record is unusable."""
+        if index in self.bad:
+            return None
+        try:
+            frames = self._frames(index)
+            segments, labels = tokenize(turns_of(self.records[index]), len(frames), self.template,
+                                        self.tokenizer, self.max_length)
+        except AuroraError as e:
+            self.bad.add(index)
+            self.skipped.skip(index, str(e))
+            return None
+        return Sample(frames, segments, labels, index)
+
+    def _frames(self, index: int) -> np.ndarray:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        found = media_path(self.records[index], self.media_root)
+        if found is None:
+            raise ConfigError("record has no video or image")
+        frames = media.load_visual(found[1], num_frames=self.num_frames, sampling=self.sampling).array
+        if self.cache is not None:
+            self.cache[index] = frames
+        return frames

@@ -1,0 +1,251 @@
+"""The training loop: accelerate for devices and processes, exact resume, incremental logs.
+
+The same command trains on this CPU and on N GPUs under `accelerate launch` (DDP; FSDP or
+DeepSpeed through accelerate's own config). Every `save_every` steps a checkpoint holds the
+weights (safetensors), optimizer, scheduler, step and data position; `resume` continues with the
+same step count, optimizer state, schedule and data order. The finished model is written in
+AuroraCap's xtuner layout to `output_dir/model`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_model, save_model
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from aurora.errors import CheckpointError, ConfigError
+from aurora.train.batch import CaptionLoss, loss_scale
+from aurora.train.config import TrainConfig
+from aurora.train.data import IGNORE, VideoTextDataset, read_records, turns_of
+from aurora.train.scratch import build_from_scratch, train_tokenizer
+
+STATE_FILE = "trainer_state.pt"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class DataOrder:
+    """An endless, seeded stream of record indices: a fresh permutation per epoch.
+
+    Position p of the stream is epoch p // n, offset p % n, so a resumed run that knows how many
+    indices were consumed continues with exactly the same order.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed = size, seed
+        self._epoch, self._order = -1, None
+
+    def __getitem__(self, position: int) -> int:
+        epoch = position // self.size
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        return int(self._order[position % self.size])
+
+
+@dataclass
+class Progress:
+    step: int = 0  # optimiser steps done
+    position: int = 0  # indices of the data order consumed (all processes together)
+
+
+def set_trainable(model, parts: tuple[str, ...], lora_rank: int = 0, lora_alpha: int = 16, lora_targets=()):
+    """Freeze everything, then unfreeze the listed parts; LoRA wraps the language model (peft)."""
+    model.requires_grad_(False)
+    for part in parts:
+        getattr(model, part).requires_grad_(True)
+    if lora_rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, target_modules=list(lora_targets), lora_dropout=0.0)
+        model.language_model = get_peft_model(model.language_model, config)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def initial_model(config: TrainConfig, records: list[dict]):
+    """The checkpoint named in the config, or a from-scratch model with a tokenizer trained on the
+    data's text (conversations and prompts)."""
+    if config.model:
+        from aurora.models import load
+
+        return load(config.model, device="cpu", dtype="float32")
+    texts = []
+    for record in records:
+        try:
+            texts.extend(text for _, text in turns_of(record))
+        except ConfigError:
+            continue
+    if not texts:
+        raise ConfigError("no usable conversations in the training data to train a tokenizer on")
+    tokenizer = train_tokenizer(texts, config.scratch.vocab_size)
+    return build_from_scratch(config.scratch, tokenizer)
+
+
+def answer_tokens(samples) -> int:
+    """Tokens with loss in a micro-batch (known before the forward pass)."""
+    return sum(sum(1 for label in labels if label != IGNORE) for s in samples for labels in s.labels)
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train as configured; returns the directory of the finished model."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    out = Path(config.output_dir)
+    checkpoints = out / "checkpoints"
+    latest = _latest_checkpoint(checkpoints) if resume else None
+    if resume and latest is None:
+        raise CheckpointError(f"--resume: no checkpoint in {checkpoints}; start without --resume")
+    if not resume and checkpoints.is_dir() and any(checkpoints.iterdir()):
+        raise ConfigError(f"{out} already has checkpoints: pass --resume to continue or choose a new output_dir")
+    set_seed(config.seed)
+    records = read_records(config.data)
+    model = initial_model(config, records) if latest is None else _model_from_checkpoint(latest)
+    params = set_trainable(model, config.train_parts, config.lora_rank, config.lora_alpha, config.lora_targets)
+    model.to(accelerator.device)
+    dataset = VideoTextDataset(records, model.tokenizer, model.template, config.num_frames, config.max_length,
+                               config.media_root, model.preset.sampling)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    state = Progress()
+    if latest is not None:
+        load_model(model, latest / WEIGHTS_FILE)
+        saved = torch.load(latest / STATE_FILE, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = Progress(saved["step"], saved["position"])
+        torch.set_rng_state(saved["torch_rng"])
+    wrapper, optimizer, scheduler = accelerator.prepare(CaptionLoss(model), optimizer, scheduler)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        _truncate_metrics(out / "metrics.jsonl", state.step)
+    order = DataOrder(len(dataset), config.seed)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    bar = tqdm(total=config.max_steps, initial=state.step, disable=not (progress and accelerator.is_main_process),
+               desc="train", unit="step", dynamic_ncols=True)
+    window = _new_window()
+    model.train()
+    while state.step < config.max_steps:
+        micro_batches = []
+        for _ in range(config.grad_accum):  # each process takes its slice of the next global batch
+            indices = [order[state.position + i] for i in range(config.batch_size * world)]
+            state.position += len(indices)
+            samples = [dataset.get(i) for i in indices[rank::world]]
+            micro_batches.append([s for s in samples if s is not None])
+        step_tokens = int(accelerator.reduce(torch.tensor(sum(answer_tokens(b) for b in micro_batches),
+                                                          device=accelerator.device), "sum"))
+        scale = loss_scale(step_tokens, world)
+        for i, batch in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            with accelerator.no_sync(wrapper) if not last else nullcontext():
+                with accelerator.autocast():
+                    if batch:
+                        loss_sum, _ = wrapper(batch, config.token_kept_ratio)
+                    else:  # every record of this slice was skipped: a zero loss keeps processes in step
+                        loss_sum = sum(p.reshape(-1)[0] * 0.0 for p in params)
+                accelerator.backward(loss_sum * scale)
+            window["loss"] += float(loss_sum.detach())
+            window["answer"] += answer_tokens(batch)
+            window["tokens"] += sum(sum(len(seg) for seg in s.segments) for s in batch)
+        grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        bar.update(1)
+        if state.step % config.log_every == 0 or state.step == config.max_steps:
+            elapsed = time.perf_counter() - window["start"]
+            record = {
+                "step": state.step,
+                "loss": window["loss"] / max(window["answer"], 1),  # this process's mean token loss
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "text_tokens_per_s": window["tokens"] * world / elapsed,
+                "skipped_records": dataset.skipped.total,
+                "epoch": state.position / len(dataset),
+            }
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
+                            tok_s=f"{record['text_tokens_per_s']:.0f}")
+            if accelerator.is_main_process:
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            window = _new_window()
+        if state.step % config.save_every == 0 or state.step == config.max_steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                _save_checkpoint(checkpoints, accelerator.unwrap_model(wrapper).model, optimizer, scheduler, state,
+                                 config.keep_checkpoints)
+    bar.close()
+    final = out / "model"
+    if accelerator.is_main_process:
+        _export(accelerator.unwrap_model(wrapper).model, final)
+        summary = {"steps": state.step, "skipped_records": dataset.skipped.total,
+                   "skipped_by_reason": dict(dataset.skipped.reasons)}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _new_window() -> dict:
+    return {"loss": 0.0, "tokens": 0, "answer": 0, "start": time.perf_counter()}
+
+
+def _latest_checkpoint(directory: Path) -> Path | None:
+    done = sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).is_file()) if directory.is_dir() else []
+    return done[-1] if done else None
+
+
+def _model_from_checkpoint(checkpoint: Path):
+    """The model a checkpoint was saved from (architecture + tokenizer); weights load after."""
+    from aurora.models import load
+
+    return load(checkpoint / "model", device="cpu", dtype="float32")
+
+
+def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: Progress, keep: int) -> None:
+    """Write step_N atomically (a temp dir renamed into place), then drop the oldest beyond `keep`."""
+    final = directory / f"step_{state.step:08d}"
+    tmp = directory / f".tmp_step_{state.step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _export(model, tmp / "model")
+    save_model(model, str(tmp / WEIGHTS_FILE))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": state.step,
+                "position": state.position, "torch_rng": torch.get_rng_state()}, tmp / STATE_FILE)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(directory.glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _export(model, directory: Path) -> None:
+    """A loadable checkpoint (xtuner layout); LoRA weights are merged into a copy of the LM."""
+    from aurora.models.auroracap import save_xtuner
+
+    if hasattr(model.language_model, "merge_and_unload"):
+        model = copy.deepcopy(model)
+        model.language_model = model.language_model.merge_and_unload()
+    save_xtuner(model, directory)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop log lines from steps after the checkpoint so the log has no duplicates."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in lines))
+

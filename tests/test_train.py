@@ -1,0 +1,147 @@
+"""Training: answer-only labels, a few steps that lower the loss, exact resume, bad records."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from aurora.cli import main
+from aurora.prompts import get_template
+from aurora.testing.media import write_text_file, write_video
+from aurora.train import load_config, train
+from aurora.train.batch import loss_scale, token_loss_sum
+from aurora.train.data import IGNORE, tokenize
+from aurora.train.loop import DataOrder
+from aurora.train.scratch import train_tokenizer
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220)}
+TINY = dict(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2, vision_heads=2, vision_mlp=64,
+            lm_hidden=32, lm_layers=2, lm_heads=2, lm_mlp=64, vocab_size=300, num_frames=4, max_new_tokens=16)
+
+
+def clip(colour, direction, frames=8, size=32):
+    array = np.zeros((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        x = 4 + t * 2 if direction == "right" else size - 12 - t * 2
+        array[t, 12:20, x : x + 8] = COLOURS[colour]
+    return array
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    records = []
+    for i, (colour, direction) in enumerate([(c, d) for c in COLOURS for d in ("left", "right")]):
+        write_video(root / f"{i}.mp4", clip(colour, direction), fps=8)
+        answer = f"A {colour} square moves {direction}."
+        records.append({"video": f"{i}.mp4", "conversations": [
+            {"from": "human", "value": "<video>\nDescribe the video in detail."}, {"from": "gpt", "value": answer}]})
+    write_text_file(root / "corrupt.mp4")
+    bad = [
+        {"video": "missing.mp4", "conversations": records[0]["conversations"]},
+        {"video": "corrupt.mp4", "conversations": records[0]["conversations"]},
+        {"video": "0.mp4", "conversations": []},
+    ]
+    path = root / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records + bad))
+    return path
+
+
+def config(dataset, out, **overrides):
+    settings = dict(data=str(dataset), output_dir=str(out), scratch=TINY, train_parts=["tower", "connector", "language_model"],
+                    token_kept_ratio=0.5, num_frames=4, batch_size=3, grad_accum=2, lr=3e-3, warmup_steps=2,
+                    max_steps=12, save_every=4, log_every=2, seed=0)
+    return load_config(**{**settings, **overrides})
+
+
+def test_labels_cover_only_the_answer_and_its_end_marker():
+    tokenizer = train_tokenizer(["USER: describe ASSISTANT: a red square moves left"] * 4, 300)
+    template = get_template("vicuna")
+    turns = [("user", "Describe."), ("assistant", "a red square")]
+    segments, labels = tokenize(turns, 2, template, tokenizer, 512)
+    assert len(segments) == 3  # text, frame, text, frame, text
+    ids = [i for s in segments for i in s]
+    kept = [label for lab in labels for label in lab if label != IGNORE]
+    assert ids[0] == tokenizer.bos_token_id
+    assert tokenizer.decode(kept) == " a red square</s>"
+    assert kept[-1] == tokenizer.eos_token_id
+    context = [i for i, label in zip(ids, [x for lab in labels for x in lab]) if label == IGNORE]
+    assert tokenizer.decode(context, skip_special_tokens=True).endswith("Describe. ASSISTANT:")
+
+
+def test_loss_numerics():
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[IGNORE, 1, 2, IGNORE, IGNORE], [IGNORE, IGNORE, 3, 4, 5]])
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 7), labels[:, 1:].reshape(-1),
+                                                 ignore_index=IGNORE, reduction="sum")
+    torch.testing.assert_close(token_loss_sum(logits, labels), expected)
+    # two micro-batches of 2 and 3 tokens, scaled by 1/5, give the mean over the 5 tokens
+    assert loss_scale(5) * (2 + 3) == pytest.approx(1.0)
+    assert loss_scale(5, world_size=2) == pytest.approx(0.4)
+
+
+def test_data_order_is_a_permutation_per_epoch_and_reproducible():
+    order = DataOrder(7, seed=3)
+    first, second = [order[i] for i in range(7)], [order[i] for i in range(7, 14)]
+    assert sorted(first) == sorted(second) == list(range(7)) and first != second
+    assert [DataOrder(7, seed=3)[i] for i in range(14)] == first + second
+
+
+def test_training_lowers_the_loss_skips_bad_records_and_exports(dataset, tmp_path, caplog):
+    final = train(config(dataset, tmp_path / "run", lr=2e-2, max_steps=24, save_every=12), progress=False)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(2, 25, 2))
+    assert metrics[-1]["loss"] < 0.5 * metrics[0]["loss"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["skipped_records"] == 3
+    assert "skipping record" in caplog.text
+    import aurora
+
+    model = aurora.load(final)
+    assert model.preset.temporal_input == "difference" and model.tower.config.num_channels == 6
+
+
+def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
+    reference = train(config(dataset, tmp_path / "straight"), progress=False)
+    from aurora.train import batch
+
+    calls = {"n": 0}
+    forward = batch.CaptionLoss.forward
+
+    def dies_after_step_6(self, samples, ratio):  # 2 micro-batches per step: die inside step 7
+        calls["n"] += 1
+        if calls["n"] > 13:
+            raise KeyboardInterrupt
+        return forward(self, samples, ratio)
+
+    monkeypatch.setattr(batch.CaptionLoss, "forward", dies_after_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(dataset, tmp_path / "killed"), progress=False)
+    monkeypatch.setattr(batch.CaptionLoss, "forward", forward)
+    checkpoints = sorted(p.name for p in (tmp_path / "killed" / "checkpoints").glob("step_*"))
+    assert checkpoints == ["step_00000004"]  # step 6 had no checkpoint yet; 8 never came
+    resumed = train(config(dataset, tmp_path / "killed"), resume=True, progress=False)
+    a = load_file(reference.parent / "checkpoints" / "step_00000012" / "weights.safetensors")
+    b = load_file(resumed.parent / "checkpoints" / "step_00000012" / "weights.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 12  # no duplicated log lines after resume
+
+
+def test_train_cli_config_file_and_flag_overrides(dataset, tmp_path, capsys):
+    yaml_path = tmp_path / "cfg.yaml"
+    yaml_path.write_text(f"data: {dataset}\nscratch: {json.dumps(TINY)}\ntrain_parts: [connector]\nmax_steps: 100\n"
+                         "batch_size: 2\nnum_frames: 4\nlog_every: 1\n")
+    code = main(["train", "--config", str(yaml_path), "--max-steps", "2", "--output-dir", str(tmp_path / "cli"),
+                 "--train-parts", "connector,tower"])
+    assert code == 0, capsys.readouterr().err
+    saved = (tmp_path / "cli" / "config.yaml").read_text()
+    assert "max_steps: 2" in saved and "- tower" in saved
+    code = main(["train", "--config", str(yaml_path), "--output-dir", str(tmp_path / "cli")])
+    assert code == 2 and "--resume" in capsys.readouterr().err  # refuses to overwrite checkpoints
+    code = main(["train", "--config", str(yaml_path), "--train-parts", "wings"])
+    assert code == 2 and "unknown train_parts" in capsys.readouterr().err
