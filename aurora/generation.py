@@ -74,6 +74,8 @@ class TextCallbackStreamer(BaseStreamer):
             return
         if self.first_token_time is None:
             self.first_token_time = time.perf_counter()
+        if self.on_text is None:  # timing only (also for batches, whose rows arrive interleaved)
+            return
         self.tokens.extend(ids)
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
         if text.endswith("\ufffd"):
@@ -81,6 +83,8 @@ class TextCallbackStreamer(BaseStreamer):
         self._emit(text)
 
     def end(self):
+        if self.on_text is None:
+            return
         self._emit(self.tokenizer.decode(self.tokens, skip_special_tokens=True), final=True)
 
     def _emit(self, text: str, final: bool = False):

@@ -229,3 +229,12 @@ def test_cancel_event_stops_generation(tiny, frames):
     cancel.set()
     reply = tiny.caption(frames, max_new_tokens=12, cancel=cancel)
     assert reply.finish_reason == "cancelled" and reply.generated_tokens <= 1
+
+
+def test_batched_captions_equal_one_by_one(tiny):
+    clips = [make_frames(4), make_frames(2), make_frames(3)]
+    clips[1].array[:] = 255 - clips[1].array  # different content, different lengths
+    singles = [tiny.caption(c, max_new_tokens=8, token_kept_ratio=0.5).text for c in clips]
+    batched = tiny.caption_batch(clips, max_new_tokens=8, token_kept_ratio=0.5)
+    assert [r.text for r in batched] == singles
+    assert [len(r.frame_indices[0]) for r in batched] == [4, 2, 3]

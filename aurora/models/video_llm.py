@@ -147,47 +147,61 @@ class VideoLLM(nn.Module):
         return torch.cat(pieces, dim=0)[None]
 
     def generate(
-        self, inputs_embeds: torch.Tensor, options: GenerationOptions, on_text=None, cancel=None
-    ) -> tuple[str, int, float | None, str]:
-        """Generate from (1, L, D) embeddings.
+        self,
+        inputs_embeds: torch.Tensor,
+        options: GenerationOptions,
+        on_text=None,
+        cancel=None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[list[tuple[str, int, str]], float | None]:
+        """Generate from (B, L, D) embeddings (left-padded, with `attention_mask`, when B > 1).
 
-        Returns (text, generated token count, first-token time, finish reason), the reason being
-        "stop" (EOS or a stop string), "length" (max_new_tokens) or "cancelled" (`cancel` set).
+        Returns one (text, generated token count, finish reason) per row, and when the first
+        token arrived. Reasons: "stop" (EOS or a stop string), "length" (max_new_tokens) or
+        "cancelled" (`cancel` set). Streaming (`on_text`) is for a single row.
         """
-        streamer = TextCallbackStreamer(self.tokenizer, on_text if options.streams else None, options.stop)
+        batch = inputs_embeds.shape[0]
+        streams = options.streams and batch == 1
+        streamer = TextCallbackStreamer(self.tokenizer, on_text if streams else None, options.stop)
         max_new_tokens = options.max_new_tokens or self.preset.max_new_tokens
         kwargs = options.generate_kwargs(max_new_tokens)
         if options.stop:
             kwargs.update(stop_strings=list(options.stop), tokenizer=self.tokenizer)
         if cancel is not None:
             kwargs["stopping_criteria"] = StoppingCriteriaList([CancelCriteria(cancel)])
+        if attention_mask is None:
+            attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=self.device)
         eos = self._stop_token_ids()
         if options.seed is not None:
             torch.manual_seed(options.seed)
         output = self.language_model.generate(
             inputs_embeds=inputs_embeds,
-            attention_mask=torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=self.device),
+            attention_mask=attention_mask,
             eos_token_id=eos,
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos[0],
-            streamer=streamer if options.streams else None,
+            streamer=streamer if options.streams else None,  # transformers cannot stream beams
             suppress_tokens=self.suppressed_token_ids or None,
             **kwargs,
         )
-        ids = output[0].tolist()
-        ended = bool(ids) and ids[-1] in eos
-        while ids and ids[-1] in eos:  # drop EOS / padding after the answer
-            ids.pop()
+        results = [self._finish(row.tolist(), eos, max_new_tokens, options, cancel) for row in output]
+        if not streams and on_text is not None and batch == 1:
+            on_text(results[0][0])
+        return results, streamer.first_token_time
+
+    def _finish(self, ids: list[int], eos: list[int], max_new_tokens: int, options, cancel):
+        """One generated row -> (text, token count, finish reason)."""
+        ended = next((i for i, token in enumerate(ids) if token in eos), None)
+        if ended is not None:
+            ids = ids[:ended]  # drop EOS and the padding after it
         full_text = self.tokenizer.decode(ids, skip_special_tokens=True)
         text = cut_at_stop(full_text, options.stop)
         if cancel is not None and cancel.is_set():
             reason = "cancelled"
-        elif ended or text != full_text or len(ids) < max_new_tokens:
+        elif ended is not None or text != full_text or len(ids) < max_new_tokens:
             reason = "stop"
         else:
             reason = "length"
-        if not options.streams and on_text is not None:
-            on_text(text)
-        return text, len(ids), streamer.first_token_time, reason
+        return text, len(ids), reason
 
     def _stop_token_ids(self) -> list[int]:
         eos = self.tokenizer.eos_token_id
@@ -202,26 +216,18 @@ class VideoLLM(nn.Module):
 
     # ---- user-facing calls ------------------------------------------------------------------
 
-    @torch.inference_mode()
-    def respond(
-        self,
-        messages: list[dict],
-        num_frames: int | None = None,
-        fps: float | None = None,
-        token_kept_ratio: float | None = None,
-        options: GenerationOptions | None = None,
-        on_text: Callable[[str], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Reply:
-        """Answer the last user message of `messages` (OpenAI-style roles, content parts)."""
-        options = options or GenerationOptions()
+    def prepare(self, messages: list[dict], num_frames=None, fps=None, token_kept_ratio=None):
+        """Decode, preprocess and encode every visual of `messages`; render and embed the prompt.
+
+        Returns the (1, L, D) prompt embeddings and a Reply holding the metadata so far.
+        """
         ratio = self.preset.token_kept_ratio if token_kept_ratio is None else token_kept_ratio
         if not 0 < ratio <= 1:
             raise ConfigError(f"token_kept_ratio must be in (0, 1], got {ratio}")
         if num_frames is not None and num_frames < 1:
             raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
         timings = dict.fromkeys(("decode", "preprocess", "encode", "prefill", "generate"), 0.0)
-        reply = Reply(text="", model=self.name)
+        reply = Reply(text="", model=self.name, timings=timings)
         turns, encoded = [], []
         for role, parts in _normalise_messages(messages):
             words, frame_counts = [], []
@@ -241,19 +247,53 @@ class VideoLLM(nn.Module):
                 reply.visual_tokens_per_frame.append(embeds.shape[1])
                 frame_counts.append(len(frames.indices))
             turns.append((role, user_content(frame_counts, " ".join(words))))
-        prompt = self.template.render(turns)
-        inputs_embeds = self.embed_prompt(prompt, encoded)
+        inputs_embeds = self.embed_prompt(self.template.render(turns), encoded)
         reply.prompt_tokens = inputs_embeds.shape[1]
-        options = replace(options, stop=tuple(options.stop) + self.template.stop)
+        return inputs_embeds, reply
+
+    @torch.inference_mode()
+    def respond(
+        self,
+        messages: list[dict],
+        num_frames: int | None = None,
+        fps: float | None = None,
+        token_kept_ratio: float | None = None,
+        options: GenerationOptions | None = None,
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Reply:
+        """Answer the last user message of `messages` (OpenAI-style roles, content parts)."""
+        return self.respond_batch([messages], num_frames, fps, token_kept_ratio, options, on_text, cancel)[0]
+
+    @torch.inference_mode()
+    def respond_batch(
+        self,
+        conversations: list[list[dict]],
+        num_frames: int | None = None,
+        fps: float | None = None,
+        token_kept_ratio: float | None = None,
+        options: GenerationOptions | None = None,
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Reply]:
+        """Answer several conversations in one generate call (prompts left-padded).
+
+        prefill / generate timings are those of the whole batch.
+        """
+        options = replace(options or GenerationOptions(), stop=tuple((options or GenerationOptions()).stop) + self.template.stop)
+        prepared = [self.prepare(messages, num_frames, fps, token_kept_ratio) for messages in conversations]
+        embeds, mask = _left_pad([e for e, _ in prepared])
         start = time.perf_counter()
-        reply.text, reply.generated_tokens, first, reply.finish_reason = self.generate(
-            inputs_embeds, options, on_text, cancel
-        )
+        results, first = self.generate(embeds, options, on_text, cancel, attention_mask=mask)
         end = time.perf_counter()
-        timings["prefill"] = (first - start) if first else end - start
-        timings["generate"] = (end - first) if first else 0.0
-        reply.timings = {k: round(v, 6) for k, v in timings.items()}
-        return reply
+        replies = []
+        for (_, reply), (text, count, reason) in zip(prepared, results):
+            reply.text, reply.generated_tokens, reply.finish_reason = text, count, reason
+            reply.timings["prefill"] = (first - start) if first else end - start
+            reply.timings["generate"] = (end - first) if first else 0.0
+            reply.timings = {k: round(v, 6) for k, v in reply.timings.items()}
+            replies.append(reply)
+        return replies
 
     def chat(self, messages: list[dict], stream: bool = False, **kwargs) -> "Reply | ReplyStream":
         """Answer a conversation; with stream=True, iterate over text deltas as they come."""
@@ -264,10 +304,30 @@ class VideoLLM(nn.Module):
 
     def caption(self, visual, prompt: str | None = None, stream: bool = False, **kwargs) -> "Reply | ReplyStream":
         """Caption one video or image (path or `media.Frames`) with the preset's prompt by default."""
+        return self.chat(self._caption_messages(visual, prompt), stream=stream, **kwargs)
+
+    def caption_batch(self, visuals: list, prompt: str | None = None, **kwargs) -> list[Reply]:
+        """Caption several visuals in one batched generation (no streaming)."""
+        options = _options_from(kwargs)
+        conversations = [self._caption_messages(visual, prompt) for visual in visuals]
+        return self.respond_batch(conversations, options=options, **kwargs)
+
+    def _caption_messages(self, visual, prompt: str | None) -> list[dict]:
         is_image = isinstance(visual, (str, Path)) and Path(visual).suffix.lower() in media.IMAGE_EXTENSIONS
         kind = "image" if is_image else "video"
         content = [{"type": kind, kind: visual}, {"type": "text", "text": prompt or self.preset.default_prompt}]
-        return self.chat([{"role": "user", "content": content}], stream=stream, **kwargs)
+        return [{"role": "user", "content": content}]
+
+
+def _left_pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, L_i, D) prompts -> (B, L, D) left-padded with zeros and the (B, L) attention mask."""
+    length = max(row.shape[1] for row in rows)
+    embeds = rows[0].new_zeros(len(rows), length, rows[0].shape[-1])
+    mask = torch.zeros(len(rows), length, dtype=torch.long, device=rows[0].device)
+    for b, row in enumerate(rows):
+        embeds[b, length - row.shape[1] :] = row[0]
+        mask[b, length - row.shape[1] :] = 1
+    return embeds, mask
 
 
 @contextmanager
