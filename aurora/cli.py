@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p.set_defaults(run=run_train)
 
+    from aurora.serve.cli import add_parsers as add_serve_parsers  # serve, gui
+
+    add_serve_parsers(sub)
+
     p = sub.add_parser("convert", help="convert a checkpoint to the HF LLaVA layout (or xtuner)")
     p.add_argument("src", help="checkpoint directory or hub id")
     p.add_argument("dst", help="output directory (must not exist or be empty)")

@@ -1,0 +1,285 @@
+"""The OpenAI chat-completions schema: parse a request body into a `ChatRequest`, build responses.
+
+Request fields understood: `model` (optional; when given it must name the served model), `messages`
+(roles system / developer / user / assistant; content a string or parts `text`, `image_url`,
+`video_url`), `stream`, `stream_options.include_usage`, `temperature`, `top_p`, `max_tokens` /
+`max_completion_tokens`, `stop` (string or list), `seed`, `n` (1 only). Per-request media options,
+as vLLM takes them: `num_frames`, `fps`, `token_kept_ratio`, at the top level or inside
+`mm_processor_kwargs`. Other fields OpenAI clients send by default are ignored; ones that would
+change the answer but are not supported (n > 1, logprobs, tools, penalties, logit_bias, JSON
+response formats) are refused.
+
+Responses follow OpenAI's `chat.completion` / `chat.completion.chunk` objects plus an `aurora`
+object (see `aurora_extension`; in a stream, on the chunk that carries `finish_reason`) with the
+frames used, visual tokens and time per stage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from aurora.serve.errors import APIError, bad_request
+
+MAX_FRAMES = 128  # per visual; keeps one request from decoding and encoding without bound
+MAX_MEDIA_PARTS = 8  # images + videos per request
+MAX_STOPS = 16
+MEDIA_OPTIONS = ("num_frames", "fps", "token_kept_ratio")
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_UNSUPPORTED = {  # field -> value that is fine (the default)
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "tools": (None, []),
+    "functions": (None, []),
+    "n": (None, 1),
+    "frequency_penalty": (None, 0),
+    "presence_penalty": (None, 0),
+    "logit_bias": (None, {}),
+}
+
+
+@dataclass
+class MediaRef:
+    kind: str  # "image" or "video"
+    url: str
+    param: str  # where it sits in the request, for error messages
+
+
+@dataclass
+class ChatRequest:
+    messages: list[dict]  # [{"role", "content": [("text", str) | MediaRef, ...]}]
+    model: str | None = None
+    stream: bool = False
+    include_usage: bool = False
+    generation: dict = field(default_factory=dict)  # temperature, top_p, max_new_tokens, seed, stop
+    media: dict = field(default_factory=dict)  # num_frames, fps, token_kept_ratio (given ones only)
+
+    @property
+    def media_refs(self) -> list[MediaRef]:
+        return [part for m in self.messages for part in m["content"] if isinstance(part, MediaRef)]
+
+
+def parse_chat_request(body: object) -> ChatRequest:
+    """A decoded JSON body -> ChatRequest; every problem is a 400 naming the offending field."""
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    for name, fine in _UNSUPPORTED.items():
+        if body.get(name) not in fine:
+            raise bad_request(f"{name}={body[name]!r} is not supported by this server", param=name)
+    response_format = body.get("response_format")
+    if response_format not in (None, {"type": "text"}):
+        raise bad_request("only text responses are supported (response_format type 'text')", param="response_format")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise bad_request("model must be a string", param="model")
+    stream = _bool(body, "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise bad_request("stream_options must be an object", param="stream_options")
+    include_usage = bool(options and options.get("include_usage"))
+    if include_usage and not stream:
+        raise bad_request("stream_options is only allowed with stream: true", param="stream_options")
+    request = ChatRequest(
+        messages=_messages(body.get("messages")),
+        model=model,
+        stream=stream,
+        include_usage=include_usage,
+        generation=_generation(body),
+        media=_media_options(body),
+    )
+    if len(request.media_refs) > MAX_MEDIA_PARTS:
+        raise bad_request(f"at most {MAX_MEDIA_PARTS} images and videos per request", param="messages")
+    return request
+
+
+def _messages(messages: object) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("messages must be a non-empty list", param="messages")
+    out = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise bad_request(f"{where} must be an object", param=where)
+        role = ROLES.get(message.get("role"))
+        if role is None:
+            raise bad_request(f"{where}.role must be one of {', '.join(ROLES)}, got {message.get('role')!r}", param=f"{where}.role")
+        content = message.get("content")
+        if isinstance(content, str):
+            parts = [("text", content)]
+        elif isinstance(content, list) and content:
+            parts = [_part(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
+        else:
+            raise bad_request(f"{where}.content must be a string or a non-empty list of parts", param=f"{where}.content")
+        if role != "user" and any(isinstance(p, MediaRef) for p in parts):
+            raise bad_request(f"{where}: images and videos are only allowed in user messages", param=f"{where}.content")
+        out.append({"role": role, "content": parts})
+    if out[-1]["role"] != "user":
+        raise bad_request("the last message must be from the user", param=f"messages[{len(out) - 1}].role")
+    return out
+
+
+def _part(part: object, where: str):
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        if not isinstance(part.get("text"), str):
+            raise bad_request(f"{where}.text must be a string", param=f"{where}.text")
+        return ("text", part["text"])
+    if kind in ("image_url", "video_url"):
+        value = part.get(kind)
+        url = value.get("url") if isinstance(value, dict) else value  # vLLM also takes a bare string
+        if not isinstance(url, str) or not url:
+            raise bad_request(f"{where}.{kind}.url must be a non-empty string", param=f"{where}.{kind}.url")
+        return MediaRef(kind="image" if kind == "image_url" else "video", url=url, param=f"{where}.{kind}.url")
+    raise bad_request(f"{where}: unsupported content part type {kind!r}; use text, image_url or video_url", param=f"{where}.type")
+
+
+def _generation(body: dict) -> dict:
+    out = {}
+    temperature = _number(body, "temperature", 0.0, 2.0)
+    if temperature is not None:
+        out["temperature"] = temperature
+    top_p = _number(body, "top_p", 0.0, 1.0)
+    if top_p is not None:
+        if top_p == 0:
+            raise bad_request("top_p must be in (0, 1]", param="top_p")
+        out["top_p"] = top_p
+    for name in ("max_completion_tokens", "max_tokens"):  # the newer name wins when both are given
+        value = _integer(body, name, 1)
+        if value is not None:
+            out.setdefault("max_new_tokens", value)
+    seed = _integer(body, "seed", None)
+    if seed is not None:
+        out["seed"] = seed
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or len(stops) > MAX_STOPS or not all(isinstance(s, str) and s for s in stops):
+            raise bad_request(f"stop must be a non-empty string or a list of at most {MAX_STOPS} of them", param="stop")
+        out["stop"] = tuple(stops)
+    return out
+
+
+def _media_options(body: dict) -> dict:
+    """num_frames / fps / token_kept_ratio from the top level and mm_processor_kwargs (vLLM)."""
+    nested = body.get("mm_processor_kwargs")
+    if nested is None:
+        nested = {}
+    if not isinstance(nested, dict):
+        raise bad_request("mm_processor_kwargs must be an object", param="mm_processor_kwargs")
+    unknown = sorted(set(nested) - set(MEDIA_OPTIONS))
+    if unknown:
+        raise bad_request(f"unknown mm_processor_kwargs {unknown}; known: {', '.join(MEDIA_OPTIONS)}", param="mm_processor_kwargs")
+    out = {}
+    for source, prefix in ((nested, "mm_processor_kwargs."), (body, "")):
+        values = {
+            "num_frames": _integer(source, "num_frames", 1, MAX_FRAMES, prefix),
+            "fps": _number(source, "fps", 0.0, 240.0, prefix),
+            "token_kept_ratio": _number(source, "token_kept_ratio", 0.0, 1.0, prefix),
+        }
+        for name, value in values.items():
+            if value is None:
+                continue
+            if value == 0 and name != "num_frames":
+                raise bad_request(f"{prefix}{name} must be > 0", param=prefix + name)
+            if name in out and out[name] != value:
+                raise bad_request(f"{name} is given twice with different values", param=name)
+            out[name] = value
+    return out
+
+
+def _bool(body: dict, name: str) -> bool:
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise bad_request(f"{name} must be true or false", param=name)
+    return value
+
+
+def _number(body: dict, name: str, low: float, high: float, prefix: str = "") -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+        raise bad_request(f"{prefix}{name} must be a number in [{low:g}, {high:g}], got {value!r}", param=prefix + name)
+    return float(value)
+
+
+def _integer(body: dict, name: str, low: int | None, high: int | None = None, prefix: str = "") -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = ok and (low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        raise bad_request(f"{prefix}{name} must be an integer {bounds}, got {value!r}", param=prefix + name)
+    return value
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage(reply) -> dict:
+    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.generated_tokens,
+            "total_tokens": reply.prompt_tokens + reply.generated_tokens}
+
+
+def finish_reason(reply) -> str:
+    return "length" if reply.finish_reason == "length" else "stop"  # "cancelled" has no reader left
+
+
+def aurora_extension(reply, token_kept_ratio: float, extra_timings: dict[str, float]) -> dict:
+    """What the answer cost: per visual the frame indices / timestamps and tokens per frame,
+    the total visual tokens, the merging ratio used and seconds per stage (fetch and queue too)."""
+    frames = [len(indices) for indices in reply.frame_indices]
+    return {
+        "frame_indices": reply.frame_indices,
+        "frame_timestamps": reply.frame_timestamps,
+        "num_frames": frames,
+        "visual_tokens_per_frame": reply.visual_tokens_per_frame,
+        "visual_tokens": sum(n * t for n, t in zip(frames, reply.visual_tokens_per_frame)),
+        "token_kept_ratio": token_kept_ratio,
+        "timings": {**{k: round(v, 6) for k, v in extra_timings.items()}, **reply.timings},
+    }
+
+
+def completion(cid: str, created: int, model: str, reply, extension: dict) -> dict:
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
+                     "logprobs": None, "finish_reason": finish_reason(reply)}],
+        "usage": usage(reply),
+        "aurora": extension,
+    }
+
+
+def chunk(cid: str, created: int, model: str, delta: dict | None, finish: str | None = None,
+          include_usage: bool = False, **extra) -> dict:
+    """One `chat.completion.chunk`; delta None makes the usage-only chunk (empty choices)."""
+    out = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+    out["choices"] = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    if include_usage:
+        out["usage"] = None  # OpenAI sends null on every chunk but the last when usage is asked for
+    out.update(extra)
+    return out
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def model_not_found(name: str) -> APIError:
+    return APIError(404, f"the model {name!r} does not exist on this server; see GET /v1/models", param="model",
+                    code="model_not_found")

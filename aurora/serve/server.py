@@ -1,0 +1,18 @@
+"""`serve(settings)`: load the model, build the app and run it with uvicorn (blocks until stopped)."""
+
+from __future__ import annotations
+
+from aurora.serve.settings import ServeSettings
+
+
+def serve(settings: ServeSettings, model=None) -> None:
+    import uvicorn
+
+    from aurora.models import load
+    from aurora.serve.app import create_app
+
+    if model is None:
+        model = load(settings.model, device=settings.device, dtype=settings.dtype,
+                     trust_remote_code=settings.trust_remote_code)
+    app = create_app(model, settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5)
