@@ -1,0 +1,67 @@
+"""`SynthConfig`: how many synthetic clips to make, how big, from which seed, and where.
+
+Flat and JSON-serialisable (it is saved next to the clips, so a re-run can tell whether the
+folder holds clips from the same settings).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from aurora.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SynthConfig:
+    num_clips: int = 5000
+    size: int = 64  # frames are size x size pixels
+    frames: int = 16
+    fps: float = 8
+    seed: int = 0
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / val / test fractions
+    out: str = "data/synth"
+
+    def __post_init__(self):
+        self.splits = tuple(float(s) for s in self.splits)
+        self.out = str(self.out)
+        checks = [
+            (_is_int(self.num_clips) and self.num_clips >= 1,
+             f"num_clips must be an integer >= 1, got {self.num_clips!r}"),
+            (_is_int(self.size) and self.size >= 32 and self.size % 2 == 0,
+             f"size must be an even integer >= 32 (libx264 yuv420p needs even sizes), got {self.size!r}"),
+            (_is_int(self.frames) and self.frames >= 4, f"frames must be an integer >= 4, got {self.frames!r}"),
+            (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0,
+             f"fps must be a positive number, got {self.fps!r}"),
+            (_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}"),
+            (len(self.splits) == 3 and all(s >= 0 for s in self.splits) and abs(sum(self.splits) - 1) < 1e-6,
+             f"splits must be 3 non-negative fractions (train, val, test) summing to 1, got {self.splits}"),
+            (self.out != "", "out must be a folder path"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"invalid synth config: {message}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "splits": list(self.splits)}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def split_counts(config: SynthConfig) -> dict[str, int]:
+    """Clips per split: train and val rounded from their fractions, test takes the rest."""
+    train = round(config.num_clips * config.splits[0])
+    val = min(round(config.num_clips * config.splits[1]), config.num_clips - train)
+    return {"train": train, "val": val, "test": config.num_clips - train - val}
+
+
+def split_of(index: int, config: SynthConfig) -> str:
+    """The split of clip `index`: contiguous ranges, train first, then val, then test."""
+    counts = split_counts(config)
+    if index < counts["train"]:
+        return "train"
+    return "val" if index < counts["train"] + counts["val"] else "test"
