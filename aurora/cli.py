@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 from aurora import __version__
-from aurora.errors import AuroraError, CheckpointError, ConfigError
+from aurora.errors import AuroraError, ConfigError
 
 EXIT_USER_ERROR = 2
-DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,6 +104,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p.set_defaults(run=run_train)
 
+    p = sub.add_parser("synth", help="generate synthetic clips with exact ground truth (train/val/test)")
+    p.add_argument("--out", default="data/synth")
+    p.add_argument("--num-clips", dest="num_clips", type=_positive_int, default=5000)
+    p.add_argument("--size", type=_positive_int, default=64, help="frame size in pixels (even, >= 32)")
+    p.add_argument("--frames", type=_positive_int, default=16)
+    p.add_argument("--fps", type=_positive_float, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions")
+    p.add_argument("--workers", type=_positive_int, default=2)
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(run=run_synth)
+
+    p = sub.add_parser("eval", help="evaluate a model on a benchmark")
+    p.add_argument("benchmark", choices=("synth",), help="synth: attribute accuracy on a synthetic split")
+    p.add_argument("--data", required=True, help="the split's JSONL, e.g. data/synth/test.jsonl")
+    p.add_argument("--out", required=True, help="results folder (per-clip JSONL, summary.json, table.md, plot.png)")
+    p.add_argument("--model", "--model_path", dest="model", help="default: the bundled model")
+    p.add_argument("--token-kept-ratio", "--token_kept_ratio", dest="ratios", default=None,
+                   help="one ratio or a comma-separated sweep, e.g. 0.1,0.2,0.4,1.0 (default: the preset's)")
+    p.add_argument("--num-frames", "--num_frm", dest="num_frames", type=_positive_int)
+    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=_positive_int)
+    p.add_argument("--batch-size", dest="batch_size", type=_positive_int, default=8)
+    p.add_argument("--limit", type=_positive_int, help="only the first N clips")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(run=run_eval)
+
     from aurora.serve.cli import add_parsers as add_serve_parsers  # serve, gui
 
     add_serve_parsers(sub)
@@ -129,12 +157,7 @@ def _visual_path(args) -> str:
 def _load_model(args):
     from aurora.models import load
 
-    model = args.model
-    if model is None:
-        if not DEFAULT_MODEL_DIR.is_dir():
-            raise CheckpointError("no default model is bundled in this install: pass --model PATH_OR_HUB_ID")
-        model = DEFAULT_MODEL_DIR
-    return load(model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    return load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
 
 
 def _generation_kwargs(args) -> dict:
@@ -206,6 +229,39 @@ def run_chat(args) -> int:
         print(flush=True)
         messages.append({"role": "assistant", "content": reply.text})
     return 0
+
+
+def run_synth(args) -> int:
+    from aurora.synth import SynthConfig, generate
+
+    try:
+        splits = tuple(float(x) for x in args.splits.split(","))
+    except ValueError:
+        raise ConfigError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
+    config = SynthConfig(num_clips=args.num_clips, size=args.size, frames=args.frames, fps=args.fps, seed=args.seed,
+                         splits=splits, out=args.out)
+    counts = generate(config, workers=args.workers)
+    print(json.dumps(counts))
+    return 0
+
+
+def run_eval(args) -> int:
+    from aurora.eval.synth_eval import evaluate
+
+    model = _load_model(args)
+    if args.ratios is None:
+        ratios = [model.preset.token_kept_ratio]
+    else:
+        try:
+            ratios = [float(x) for x in args.ratios.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--token-kept-ratio takes numbers in (0, 1], got {args.ratios!r}") from None
+    summary = evaluate(model, args.data, args.out, ratios, batch_size=args.batch_size, limit=args.limit,
+                       max_new_tokens=args.max_new_tokens, num_frames=args.num_frames)
+    from pathlib import Path as _Path
+
+    print((_Path(args.out) / "table.md").read_text(), end="")
+    return 0 if summary["results"] else 1
 
 
 TRAIN_FLAGS = ("data", "output_dir", "model", "train_parts", "lora_rank", "token_kept_ratio", "num_frames",

@@ -19,6 +19,7 @@ LOADERS = {
     "auroracap-hf": "aurora.models.auroracap:load_hf_llava",
 }
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default_model"  # bundled (recipes/)
 
 
 def detect_layout(path: Path) -> str:
@@ -72,20 +73,25 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 
 def load(
-    path_or_id: str | Path,
+    path_or_id: str | Path | None = None,
     device: str = "auto",
     dtype: str = "auto",
     trust_remote_code: bool = False,
     revision: str | None = None,
 ):
-    """Load any supported checkpoint (local directory or hub id) as a `VideoLLM`."""
+    """Load any supported checkpoint (local directory or hub id) as a `VideoLLM`; None loads the
+    bundled default model."""
     from aurora.device import resolve_device, resolve_dtype
 
+    if path_or_id is None:
+        if not DEFAULT_MODEL.is_dir():
+            raise CheckpointError("no default model is bundled in this install: pass a checkpoint (--model PATH_OR_HUB_ID)")
+        path_or_id = DEFAULT_MODEL
     path = resolve(path_or_id, revision)
     layout = detect_layout(path)
     module_name, function = LOADERS[layout].split(":")
     loader = getattr(importlib.import_module(module_name), function)
     torch_device = resolve_device(device)
     model = loader(path, dtype=resolve_dtype(dtype, torch_device), trust_remote_code=trust_remote_code)
-    model.name = str(path_or_id)
+    model.name = "aurora-default" if Path(path_or_id) == DEFAULT_MODEL else str(path_or_id)
     return model.to(torch_device).eval()

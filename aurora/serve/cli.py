@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from aurora.errors import ConfigError
+from aurora.models import DEFAULT_MODEL
 
 _MB = 1024**2
 
@@ -35,7 +36,8 @@ def _positive_float(text: str) -> float:
 
 
 def _add_model_flags(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("--model", "--model_path", dest="model", required=required, help="checkpoint directory or hub id")
+    p.add_argument("--model", "--model_path", dest="model", required=required,
+                   help="checkpoint directory or hub id (default: the bundled model)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
@@ -45,7 +47,7 @@ def _add_model_flags(p: argparse.ArgumentParser, required: bool) -> None:
 
 def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")
-    _add_model_flags(p, required=True)
+    _add_model_flags(p, required=False)
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--allowed-local-media-path", metavar="DIR", help="allow file:// URLs and paths, only inside DIR")
     p.add_argument("--max-concurrency", type=_positive_int, default=1, metavar="N", help="generations at once (default 1)")
@@ -78,7 +80,7 @@ def run_serve(args) -> int:
     from aurora.serve.settings import ServeSettings
 
     settings = ServeSettings(
-        model=args.model, host=args.host, port=args.port, allowed_local_media_path=args.allowed_local_media_path,
+        model=args.model or str(DEFAULT_MODEL), host=args.host, port=args.port, allowed_local_media_path=args.allowed_local_media_path,
         max_concurrency=args.max_concurrency, max_queue=args.max_queue, api_key=args.api_key,
         media_timeout=args.media_timeout, max_media_bytes=int(args.max_media_mb * _MB),
         allow_private_media_urls=args.allow_private_media_urls, max_body_bytes=int(args.max_body_mb * _MB),
@@ -92,7 +94,8 @@ def run_gui(args) -> int:
     _require("gradio")
     from aurora.serve.gui import launch_gui
 
-    launch_gui(model=args.model, host=args.host, port=args.port, device=args.device, dtype=args.dtype,
+    model = args.model or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_dir() else None)
+    launch_gui(model=model, host=args.host, port=args.port, device=args.device, dtype=args.dtype,
                trust_remote_code=args.trust_remote_code)
     return 0
 

@@ -31,6 +31,7 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     token_kept_ratio: float = 0.1  # merging during training (AuroraCap trains at 0.1)
+    token_kept_ratio_max: float | None = None  # if set: each step draws a ratio in [token_kept_ratio, this]
     num_frames: int = 8
     batch_size: int = 8  # per process, per micro-batch
     grad_accum: int = 1
@@ -64,6 +65,8 @@ class TrainConfig:
             (not (self.lora_rank > 0 and "language_model" in self.train_parts),
              "lora_rank > 0 trains the language model through LoRA: drop language_model from train_parts"),
             (0 < self.token_kept_ratio <= 1, f"token_kept_ratio must be in (0, 1], got {self.token_kept_ratio}"),
+            (self.token_kept_ratio_max is None or self.token_kept_ratio <= self.token_kept_ratio_max <= 1,
+             "token_kept_ratio_max must be in [token_kept_ratio, 1]"),
             (self.num_frames >= 1, "num_frames must be >= 1"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
             (self.lr > 0, "lr must be > 0"),

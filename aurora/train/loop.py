@@ -91,6 +91,15 @@ def initial_model(config: TrainConfig, records: list[dict]):
     return build_from_scratch(config.scratch, tokenizer)
 
 
+def step_ratio(config: TrainConfig, step: int) -> float:
+    """The step's token kept ratio: fixed, or drawn from [ratio, ratio_max] seeded by the step, so
+    every process and a resumed run draw the same value."""
+    if config.token_kept_ratio_max is None:
+        return config.token_kept_ratio
+    u = np.random.default_rng([config.seed, step, 7]).random()
+    return config.token_kept_ratio + u * (config.token_kept_ratio_max - config.token_kept_ratio)
+
+
 def answer_tokens(samples) -> int:
     """Tokens with loss in a micro-batch (known before the forward pass)."""
     return sum(sum(1 for label in labels if label != IGNORE) for s in samples for labels in s.labels)
@@ -149,12 +158,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         step_tokens = int(accelerator.reduce(torch.tensor(sum(answer_tokens(b) for b in micro_batches),
                                                           device=accelerator.device), "sum"))
         scale = loss_scale(step_tokens, world)
+        ratio = step_ratio(config, state.step)
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             with accelerator.no_sync(wrapper) if not last else nullcontext():
                 with accelerator.autocast():
                     if batch:
-                        loss_sum, _ = wrapper(batch, config.token_kept_ratio)
+                        loss_sum, _ = wrapper(batch, ratio)
                     else:  # every record of this slice was skipped: a zero loss keeps processes in step
                         loss_sum = sum(p.reshape(-1)[0] * 0.0 for p in params)
                 accelerator.backward(loss_sum * scale)
