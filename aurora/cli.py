@@ -116,22 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p.set_defaults(run=run_synth)
 
-    p = sub.add_parser("eval", help="evaluate a model on a benchmark")
-    p.add_argument("benchmark", choices=("synth",), help="synth: attribute accuracy on a synthetic split")
-    p.add_argument("--data", required=True, help="the split's JSONL, e.g. data/synth/test.jsonl")
-    p.add_argument("--out", required=True, help="results folder (per-clip JSONL, summary.json, table.md, plot.png)")
-    p.add_argument("--model", "--model_path", dest="model", help="default: the bundled model")
-    p.add_argument("--token-kept-ratio", "--token_kept_ratio", dest="ratios", default=None,
-                   help="one ratio or a comma-separated sweep, e.g. 0.1,0.2,0.4,1.0 (default: the preset's)")
-    p.add_argument("--num-frames", "--num_frm", dest="num_frames", type=_positive_int)
-    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=_positive_int)
-    p.add_argument("--batch-size", dest="batch_size", type=_positive_int, default=8)
-    p.add_argument("--limit", type=_positive_int, help="only the first N clips")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--debug", action="store_true")
-    p.set_defaults(run=run_eval)
+    from aurora.eval.cli import add_parser as add_eval_parser  # eval <benchmark>
+
+    add_eval_parser(sub)
 
     from aurora.serve.cli import add_parsers as add_serve_parsers  # serve, gui
 
@@ -243,25 +230,6 @@ def run_synth(args) -> int:
     counts = generate(config, workers=args.workers)
     print(json.dumps(counts))
     return 0
-
-
-def run_eval(args) -> int:
-    from aurora.eval.synth_eval import evaluate
-
-    model = _load_model(args)
-    if args.ratios is None:
-        ratios = [model.preset.token_kept_ratio]
-    else:
-        try:
-            ratios = [float(x) for x in args.ratios.split(",") if x.strip()]
-        except ValueError:
-            raise ConfigError(f"--token-kept-ratio takes numbers in (0, 1], got {args.ratios!r}") from None
-    summary = evaluate(model, args.data, args.out, ratios, batch_size=args.batch_size, limit=args.limit,
-                       max_new_tokens=args.max_new_tokens, num_frames=args.num_frames)
-    from pathlib import Path as _Path
-
-    print((_Path(args.out) / "table.md").read_text(), end="")
-    return 0 if summary["results"] else 1
 
 
 TRAIN_FLAGS = ("data", "output_dir", "model", "train_parts", "lora_rank", "token_kept_ratio", "num_frames",

@@ -1,5 +1,21 @@
 """Evaluation: benchmarks as data plus small scoring functions, judges and metrics.
 
-`synth_score` scores captions of Aurora's synthetic clips (`aurora.synth`) by reading their
-attributes back out of the text.
+    tasks/        one module per benchmark (vdc, videoqa, vcg, mvbench, videomme, caption_metrics,
+                  synth): published prompts byte for byte, data layouts, scoring and aggregation
+    registry.py   the benchmark names: every module in tasks/ (adding a benchmark = adding a file)
+    task.py       what a benchmark module provides (Query, FrameSpec) and shared small helpers
+    runner.py     the one resumable, shardable loop: answers -> scores -> JSONL -> summary
+    records.py    per-item JSONL (torn lines dropped), per-rank files, rank-0 merge
+    predictors.py the model under test: an Aurora model (batched) or an OpenAI-compatible endpoint
+    prefill.py    answering with the assistant turn already begun (MVBench's "Best option:(")
+    frames.py     frames fixed by a protocol (MVBench segment middles, windows, frame folders)
+    judge.py      LLM judge over HTTP: concurrency, parse retries, SQLite reply cache
+    chat_client.py  the OpenAI-compatible transport with retries and backoff
+    metrics.py    BLEU-4 / METEOR / ROUGE-L / CIDEr-D through pycocoevalcap
+    lmms_plugin.py  Aurora as an lmms-eval model
+    cli.py        `aurora eval BENCHMARK ...`
+    synth_eval.py, synth_score.py   the synthetic benchmark (its own loop)
+
+Where published implementations disagree, each benchmark module's docstring says which rule is
+followed, and `protocol()` records it in every run's config.json and summary.json.
 """

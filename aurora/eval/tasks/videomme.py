@@ -1,0 +1,147 @@
+"""Video-MME (without subtitles): the official prompt and the official answer extraction.
+
+Data: the question table of the release (lmms-lab/Video-MME, one row per question: video_id,
+duration, domain, sub_category, videoID, question_id, task_type, question, options ["A. ...", ...],
+answer) as JSON or JSONL, or the nested layout of the official output template (videos with a
+`questions` list); videos `<videoID>.mp4` (else .MP4, .mkv) in `--video-dir`.
+
+Prompt (MME-Benchmarks/Video-MME README, "Without subtitles"):
+    Select the best answer ... Respond with only the letter (A, B, C, or D) of the correct option.
+    {question}
+    A. ...  (one option per line)
+    The best answer is:
+Extraction (the official eval_your_results.py, `extract_characters_regex`): strip, delete the
+answer prefixes (the published list, whose two missing commas glue "The best option is" to "The
+correct option is" and "Best answer:" to "Best option:" — kept), return "" for an answer of more
+than 10 words without any of A-D, else the first A-D character anywhere (so "Best option: C" reads
+"B"). Accuracy, as the official script: correct / answered, where answered excludes empty
+extractions; per duration, domain, sub-category and task type, and overall. The share of all
+questions answered correctly is reported too (`accuracy_all`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from aurora.errors import ConfigError
+from aurora.eval.task import Query, find_video, percent, require_videos
+
+SUMMARY = "Video-MME (no subtitles): official prompt, official letter extraction, breakdowns"
+JUDGED = False
+SOURCE = ("MME-Benchmarks/Video-MME: README.md (prompt); evaluation/eval_your_results.py as of commit 4e7566d, "
+          "since moved to thanku-all/parse_answer (extract_characters_regex, accuracy)")
+VIDEO_EXTENSIONS = (".mp4", ".MP4", ".mkv")
+OPTION_PROMPT = ("Select the best answer to the following multiple-choice question based on the video. "
+                 "Respond with only the letter (A, B, C, or D) of the correct option.")
+POST_PROMPT = "The best answer is:"
+# As published: the missing commas concatenate neighbouring literals.
+ANSWER_PREFIXES = [
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The answer",
+    "The best option is" "The correct option is",
+    "Best answer:" "Best option:",
+]
+BREAKDOWNS = ("duration", "domain", "sub_category", "task_type")
+
+
+def build_prompt(question: str, options: list[str]) -> str:
+    return OPTION_PROMPT + "\n" + question + "\n" + "\n".join(options) + "\n" + POST_PROMPT
+
+
+def extract_answer(text: str) -> str:
+    """The official letter extraction; "" when no answer can be read."""
+    s = text.strip()
+    for prefix in ANSWER_PREFIXES:
+        s = s.replace(prefix, "")
+    if len(s.split()) > 10 and not re.search("[ABCD]", s):
+        return ""
+    match = re.search(r"[ABCD]", s)
+    return match[0] if match else ""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--data", required=True, help="the question table (JSON / JSONL rows, or the official nested template)")
+    p.add_argument("--video-dir", dest="video_dir", required=True, help="folder of <videoID>.mp4")
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise ConfigError(f"{path} not found")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is neither JSON nor JSONL ({e})") from None
+    rows = []
+    for entry in data:
+        if "questions" in entry:  # nested: one video with its questions
+            video = {k: v for k, v in entry.items() if k != "questions"}
+            rows.extend({**video, **q} for q in entry["questions"])
+        else:
+            rows.append(entry)
+    return rows
+
+
+def load_items(args) -> list[dict]:
+    items = []
+    for row in _rows(Path(args.data)):
+        name = str(row.get("videoID") or row["video_id"])
+        items.append({"id": str(row["question_id"]), "video_name": name,
+                      "video": find_video(args.video_dir, name, VIDEO_EXTENSIONS),
+                      "duration": row.get("duration") or row.get("duration_category"),
+                      "domain": row.get("domain") or row.get("video_category"),
+                      "sub_category": row.get("sub_category") or row.get("video_subcategory"),
+                      "task_type": row.get("task_type"), "question": row["question"],
+                      "options": list(row["options"]), "answer": row["answer"]})
+    require_videos(items, "Video-MME")
+    return items
+
+
+def protocol(args) -> dict:
+    return {"prompt_set": "Video-MME official, without subtitles", "source": SOURCE,
+            "prompt": build_prompt("{question}", ["{options, one per line}"]), "answer_prefixes": ANSWER_PREFIXES,
+            "accuracy": "correct / answered (empty extractions not answered), as the official script"}
+
+
+def queries(item, args) -> list[Query]:
+    return [Query(item["video"], build_prompt(item["question"], item["options"]))]
+
+
+def score(item, answers, judge, args) -> dict:
+    extracted = extract_answer(answers[0])
+    return {**{k: item[k] for k in BREAKDOWNS}, "question_id": item["id"], "answer": item["answer"],
+            "extracted": extracted, "answered": extracted != "", "correct": extracted == item["answer"]}
+
+
+def _accuracy(records: list[dict]) -> dict:
+    answered = sum(r["answered"] for r in records)
+    correct = sum(r["correct"] for r in records)
+    return {"accuracy": percent(correct, answered), "accuracy_all": percent(correct, len(records)),
+            "correct": correct, "answered": answered, "total": len(records)}
+
+
+def aggregate(records, args) -> dict:
+    results = {"overall": _accuracy(records)}
+    for key in BREAKDOWNS:
+        groups: dict[str, list] = {}
+        for record in records:
+            groups.setdefault(str(record[key]), []).append(record)
+        results[key] = {name: _accuracy(group) for name, group in groups.items()}
+    return results
+
+
+def table(results) -> str:
+    def row(name, r):
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.1f}"
+        return f"| {name} | {acc} | {r['accuracy_all']:.1f} | {r['correct']} / {r['answered']} / {r['total']} |\n"
+
+    text = "| split | accuracy (answered) | accuracy (all) | correct / answered / total |\n|---|---|---|---|\n"
+    text += row("**overall**", results["overall"])
+    for key in BREAKDOWNS:
+        for name, r in results[key].items():
+            text += row(f"{key}: {name}", r)
+    return text

@@ -1,0 +1,1 @@
+"""Small fixture data in each benchmark's published format, and a rule-based judge server."""
