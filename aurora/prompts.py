@@ -33,9 +33,16 @@ class Template:
     default_system: str = ""
 
     def render(self, turns: list[tuple[str, str]], add_generation_prompt: bool = True) -> str:
-        """turns: (role, text) in order -> the prompt, opened for the next reply by default."""
-        if add_generation_prompt and (not turns or turns[-1][0] != "user"):
-            raise ConfigError("a conversation must end with a user message")
+        """turns: (role, text) in order -> the prompt, opened for the next reply by default.
+
+        A conversation that ends with an assistant turn is continued: that turn is left open, so
+        the reply goes on from its text (a pre-filled answer, e.g. MVBench's "Best option:(").
+        """
+        if add_generation_prompt and (not turns or turns[-1][0] not in ("user", "assistant")):
+            raise ConfigError("a conversation must end with a user message (or an assistant message to continue)")
+        prefix = None
+        if add_generation_prompt and turns[-1][0] == "assistant":
+            turns, prefix = turns[:-1], turns[-1][1]
         parts = []
         if self.default_system and self.system and turns and turns[0][0] != "system":
             parts.append(self.system.format(content=self.default_system))
@@ -50,7 +57,12 @@ class Template:
                 parts.append(self.generation_prompt + self.answer.format(content=text) + self.separator)
             else:
                 raise ConfigError(f"unknown message role {role!r}: use system, user or assistant")
-        return "".join(parts) + (self.generation_prompt if add_generation_prompt else "")
+        if not add_generation_prompt:
+            return "".join(parts)
+        opened = self.generation_prompt
+        if prefix is not None:  # what the template puts before an answer (vicuna: a space), then the text
+            opened += self.answer.split("{content}")[0] + prefix
+        return "".join(parts) + opened
 
 
 TEMPLATES: dict[str, Template] = {

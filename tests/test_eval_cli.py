@@ -6,9 +6,7 @@ import json
 import pytest
 
 import aurora
-from aurora.eval.prefill import prompt_with_prefix, respond_with_prefix
 from aurora.generation import GenerationOptions
-from aurora.prompts import get_template
 from aurora.synth import SynthConfig, generate
 from tests.eval_fixtures.helpers import FIXTURES, judge_flags, main, make_media
 from tests.eval_fixtures.judge_server import JudgeServer
@@ -25,18 +23,21 @@ def server():
         yield s
 
 
-def test_prefix_prompt_and_batching(xtuner_ckpt, media):
-    assert prompt_with_prefix(get_template("vicuna"), [2], "Q?", "Best option:(") == \
-        "USER: <image> <image>\nQ? ASSISTANT: Best option:("
-    assert prompt_with_prefix(get_template("chatml"), [1], "Q?", "Best option:(").endswith(
-        "<|im_start|>user\n<image>\nQ?<|im_end|>\n<|im_start|>assistant\nBest option:(")
+def test_prefilled_answers_batch_like_single_ones(xtuner_ckpt, media):
     model = aurora.load(xtuner_ckpt)
     clips = [str(media / "videoqa/clip_a.mp4"), str(media / "vdc/vid_b.mp4")]
     texts = ["Which one?", "A much longer question about the clip, with more tokens?"]
+    conversations = [[{"role": "user", "content": [{"type": "video", "video": c}, {"type": "text", "text": t}]},
+                      {"role": "assistant", "content": "Best option:("}] for c, t in zip(clips, texts)]
     options = GenerationOptions(max_new_tokens=5)
-    batched = respond_with_prefix(model, clips, texts, "Best option:(", options, num_frames=3)
-    singles = [respond_with_prefix(model, [c], [t], "Best option:(", options, num_frames=3)[0] for c, t in zip(clips, texts)]
-    assert batched == singles and all(n == 5 for _, n, _ in batched)
+    batched = model.respond_batch(conversations, num_frames=3, options=options)
+    singles = [model.respond_batch([c], num_frames=3, options=options)[0] for c in conversations]
+    assert [r.text for r in batched] == [r.text for r in singles]
+    assert all(r.generated_tokens == 5 for r in batched)
+    # the prompt ends inside the assistant turn: "... ASSISTANT: Best option:("
+    _, reply = model.prepare(conversations[0], num_frames=3)
+    plain, _ = model.prepare(conversations[0][:1], num_frames=3)
+    assert reply.prompt_tokens > plain.shape[1]
 
 
 def test_aurora_model_end_to_end(xtuner_ckpt, media, server, tmp_path, capsys):

@@ -42,6 +42,14 @@ def test_errors():
     with pytest.raises(ConfigError, match="unknown prompt template"):
         get_template("alpaca")
     with pytest.raises(ConfigError, match="end with a user message"):
-        get_template("vicuna").render([("user", "q"), ("assistant", "a")])
+        get_template("vicuna").render([("user", "q"), ("system", "s")])
     with pytest.raises(ConfigError, match="role"):
         get_template("vicuna").render([("robot", "q"), ("user", "x")])
+
+
+def test_a_final_assistant_turn_is_continued():
+    """MVBench pre-fills the answer: the prompt ends inside the assistant turn."""
+    vicuna = get_template("vicuna").render([("user", "Q?"), ("assistant", "Best option:(")])
+    assert vicuna == "USER: Q? ASSISTANT: Best option:("
+    chatml = get_template("chatml").render([("user", "Q?"), ("assistant", "Best option:(")])
+    assert chatml.endswith("<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\nBest option:(")

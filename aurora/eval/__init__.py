@@ -7,7 +7,6 @@
     runner.py     the one resumable, shardable loop: answers -> scores -> JSONL -> summary
     records.py    per-item JSONL (torn lines dropped), per-rank files, rank-0 merge
     predictors.py the model under test: an Aurora model (batched) or an OpenAI-compatible endpoint
-    prefill.py    answering with the assistant turn already begun (MVBench's "Best option:(")
     frames.py     frames fixed by a protocol (MVBench segment middles, windows, frame folders)
     judge.py      LLM judge over HTTP: concurrency, parse retries, SQLite reply cache
     chat_client.py  the OpenAI-compatible transport with retries and backoff

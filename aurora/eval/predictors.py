@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, replace
 from aurora import media
 from aurora.eval.chat_client import ChatClient
 from aurora.eval.frames import load_frames
-from aurora.eval.prefill import respond_with_prefix
 from aurora.eval.task import Query
 from aurora.generation import GenerationOptions
 
@@ -63,17 +62,11 @@ class AuroraPredictor:
         began = time.perf_counter()
         visuals = [load_frames(q.video, q.frames) if q.frames else q.video for q in queries]
         num_frames = self.num_frames
-        if prefix:
-            frames = [self.model.load_frames(v, num_frames=num_frames, fps=self.fps) for v in visuals]
-            results = respond_with_prefix(self.model, frames, [q.prompt for q in queries], prefix, options,
-                                          num_frames, self.fps, self.token_kept_ratio)
-            seconds = (time.perf_counter() - began) / len(queries)
-            return [Answer(text, seconds, {"frame_indices": list(f.indices), "generated_tokens": n,
-                                           "finish_reason": reason})
-                    for f, (text, n, reason) in zip(frames, results)]
         conversations = [[{"role": "user", "content": [{"type": "video", "video": visual},
                                                         {"type": "text", "text": q.prompt}]}]
                          for visual, q in zip(visuals, queries)]
+        if prefix:  # a final assistant message is continued: the answer starts pre-filled (MVBench)
+            conversations = [c + [{"role": "assistant", "content": prefix}] for c in conversations]
         replies = self.model.respond_batch(conversations, num_frames, self.fps, self.token_kept_ratio, options)
         seconds = (time.perf_counter() - began) / len(queries)
         return [Answer(r.text, seconds, {"frame_indices": r.frame_indices[0] if r.frame_indices else [],
