@@ -1,0 +1,178 @@
+"""End-to-end caption latency: transformers' LLaVA-OneVision pipeline against Aurora, same sizes.
+
+    python benchmarks/caption_latency.py [--frames 8,16] [--new-tokens 64]
+
+A Qwen2-0.5B-shaped language model and a SigLIP-so400m-384-shaped tower with random weights
+(speed does not depend on them), batch 1. Stages: decode (PyAV), preprocess, encode (tower +
+projector), prefill (time to first token) and decode tokens/s for `--new-tokens` tokens (EOS is
+suppressed so every run generates the same count). Baseline: `LlavaOnevisionForConditionalGeneration`
+fed the same frames as a video (its own 2x2 pooling of video features included). Aurora: the same
+tower and LM weights assembled as a VideoLLM at token kept ratio 1.0 and 0.2.
+
+Also reports the model FLOPs of the prefill and the fraction of this machine's measured matmul
+peak that the prefill reaches.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from _harness import case_main, parser, run_cases, save, table
+from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config,
+                          Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel)
+
+from aurora.connectors.projector import MLPProjector
+from aurora.models.auroracap import build
+from aurora.preset import Preset
+from aurora.testing.checkpoints import build_tokenizer
+
+VISION = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, image_size=384,
+              patch_size=14, vision_use_head=False)
+QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, max_position_embeddings=32768, tie_word_embeddings=True)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:
+    """Measured FLOP/s of a large square matmul on this device (the attainable peak)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(2):
+        a @ b
+    sync()
+    start, reps = time.perf_counter(), 5
+    for _ in range(reps):
+        a @ b
+    sync()
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def lm_flops(config: dict, tokens: int, vocab: int) -> float:
+    """Forward FLOPs of a decoder over `tokens` tokens (matmuls; attention scores included)."""
+    h, m, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    kv = h * config["num_key_value_heads"] // config["num_attention_heads"]
+    per_token = layers * (2 * h * (h + 2 * kv + h) + 2 * 3 * h * m) + 2 * h * vocab
+    attention = layers * 2 * 2 * tokens * tokens * h / 2  # QK^T and AV, causal half
+    return per_token * tokens + attention
+
+
+def build_models(device, dtype):
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer("qwen2")
+    vision = SiglipVisionModel(SiglipVisionConfig(**VISION))
+    lm = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), **QWEN2_05B))
+    projector = MLPProjector(VISION["hidden_size"], QWEN2_05B["hidden_size"])
+    preset = Preset(image_size=384, resize="squash", template="chatml", feature_layer=-1,
+                    position_interpolation="transformers", num_frames=8)
+    return build(vision.to(device, dtype), projector.to(device, dtype), lm.to(device, dtype), tokenizer, preset).eval()
+
+
+def run_case(case: dict) -> dict:
+    from aurora.testing.media import write_video
+
+    device = torch.device(case["device"])
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    model = build_models(device, dtype)
+    clip = f"/tmp/aurora-bench-latency-{case['frames']}.mp4"
+    rng = np.random.default_rng(0)
+    write_video(clip, rng.integers(0, 255, (64, 480, 640, 3), dtype=np.uint8), fps=8)
+    new = case["new_tokens"]
+    if case["impl"] == "aurora":
+        result = {}
+        for _ in range(2):  # warm-up, then measured
+            reply = model.caption(clip, num_frames=case["frames"], token_kept_ratio=case["ratio"],
+                                  max_new_tokens=new, stop=())
+            result = reply.timings
+        prompt_tokens = reply.prompt_tokens
+        generated = reply.generated_tokens
+    else:
+        result, prompt_tokens, generated = _llava_onevision(model, clip, case, device, dtype, sync)
+    peak = matmul_peak(device, dtype)
+    flops = lm_flops(QWEN2_05B, prompt_tokens, len(model.tokenizer))
+    return {**result, "prompt_tokens": prompt_tokens, "generated": generated,
+            "decode_tokens_per_s": (generated - 1) / result["generate"] if result["generate"] else None,
+            "prefill_tflops": flops / 1e12, "prefill_fraction_of_peak": flops / result["prefill"] / peak,
+            "matmul_peak_tflops": peak / 1e12}
+
+
+def _llava_onevision(model, clip, case, device, dtype, sync):
+    """The same weights inside transformers' LlavaOnevisionForConditionalGeneration."""
+    from aurora import media
+
+    tokenizer = model.tokenizer
+    tokenizer.add_tokens(["<image>", "<video>"], special_tokens=True)
+    config = LlavaOnevisionConfig(vision_config=model.tower.config.to_dict(), text_config=model.language_model.config.to_dict(),
+                                  video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+                                  image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                                  vision_feature_layer=-1, vision_feature_select_strategy="full")
+    llava = LlavaOnevisionForConditionalGeneration(config).to(device, dtype).eval()
+    llava.resize_token_embeddings(len(tokenizer))
+    timings = {}
+    with torch.inference_mode():
+        for _ in range(2):
+            start = time.perf_counter()
+            frames = media.load_video(clip, num_frames=case["frames"])
+            timings["decode"] = time.perf_counter() - start
+            start = time.perf_counter()
+            pixels = model.transform(frames.array).to(device, dtype)[None]  # (1, T, 3, 384, 384)
+            timings["preprocess"] = time.perf_counter() - start
+            per_frame = (384 // 14 + 1) // 2  # bilinear 2x2 pooling of the 27 x 27 grid -> 14 x 14
+            video_tokens = case["frames"] * per_frame * per_frame + 1  # + image_newline
+            ids = tokenizer.encode("<|im_start|>user\n") + [config.video_token_id] * video_tokens
+            ids += tokenizer.encode("\nDescribe the video in detail.<|im_end|>\n<|im_start|>assistant\n")
+            input_ids = torch.tensor([ids], device=device)
+            first = {}
+
+            class Timer:
+                def put(self, value):
+                    if value.numel() and "t" not in first and value.shape[-1] == 1:
+                        sync()
+                        first["t"] = time.perf_counter()
+
+                def end(self):
+                    pass
+
+            start = time.perf_counter()
+            out = llava.generate(input_ids=input_ids, pixel_values_videos=pixels, max_new_tokens=case["new_tokens"],
+                                 min_new_tokens=case["new_tokens"], do_sample=False, streamer=Timer())
+            sync()
+            end = time.perf_counter()
+            timings["encode"] = 0.0  # inside prefill for transformers
+            timings["prefill"] = first["t"] - start
+            timings["generate"] = end - first["t"]
+    return timings, len(ids), out.shape[-1] - len(ids)
+
+
+def main():
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--frames", default="8,16")
+    p.add_argument("--new-tokens", type=int, default=64)
+    args = p.parse_args()
+    rows = []
+    for frames in (int(x) for x in args.frames.split(",")):
+        base = dict(device=args.device, frames=frames, new_tokens=args.new_tokens)
+        cases = [dict(base, impl="transformers-llava-onevision", ratio=1.0),
+                 dict(base, impl="aurora", ratio=1.0), dict(base, impl="aurora", ratio=0.2)]
+        results = run_cases(__file__, cases, timeout=3600)
+        for r in results:
+            c = r["case"]
+            total = sum(r[k] for k in ("decode", "preprocess", "encode", "prefill", "generate"))
+            ttft = sum(r[k] for k in ("decode", "preprocess", "encode", "prefill"))
+            rows.append({"frames": frames, "impl": c["impl"], "ratio": c["ratio"], "prompt tokens": r["prompt_tokens"],
+                         "time to first token s": ttft, "decode tok/s": r["decode_tokens_per_s"], "total s": total,
+                         "prefill % of matmul peak": 100 * r["prefill_fraction_of_peak"], "peak RSS MB": r["peak_rss_mb"]})
+        aurora_full = next(x for x in rows[-3:] if x["impl"] == "aurora" and x["ratio"] == 1.0)
+        for x in rows[-3:]:
+            x["TTFT x vs aurora 1.0"] = aurora_full["time to first token s"] / x["time to first token s"]
+            x["total vs transformers"] = x["total s"] / rows[-3]["total s"]
+    print(table(rows, ["frames", "impl", "ratio", "prompt tokens", "time to first token s", "TTFT x vs aurora 1.0",
+                       "decode tok/s", "total s", "total vs transformers", "prefill % of matmul peak", "peak RSS MB"]))
+    print("saved", save("caption_latency", rows, args.out))
+
+
+if __name__ == "__main__":
+    if not case_main(run_case):
+        main()
