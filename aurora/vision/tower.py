@@ -97,8 +97,8 @@ class MergingVisionTower(nn.Module):
         size = hidden.new_ones(n, t, 1)
         source = torch.arange(t, device=hidden.device).expand(n, -1) if track_source else None
         for layer in self.layers[: self.layers_to_run]:
-            hidden, size, positions = self._layer(layer, hidden, size, r)
-            if source is not None and positions is not None:
+            hidden, size, positions = self._layer(layer, hidden, size, r, track_source)
+            if positions is not None:
                 source = positions.gather(1, source)
         if self.has_cls:
             hidden, size = hidden[:, 1:], size[:, 1:]
@@ -140,9 +140,11 @@ class MergingVisionTower(nn.Module):
         return torch.cat([cls_pos, grid], dim=0)[None]
 
     def _layer(
-        self, layer: nn.Module, hidden: torch.Tensor, size: torch.Tensor, r: int
+        self, layer: nn.Module, hidden: torch.Tensor, size: torch.Tensor, r: int, track_source: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One encoder layer: attention, residual, ToMe merge, then LN2 + MLP with residual."""
+        """One encoder layer: attention, residual, ToMe merge, then LN2 + MLP with residual.
+
+        Returns the new positions of the old tokens only when `track_source` asks for them."""
         attn = layer.self_attn
         n, t, c = hidden.shape
         x = layer.layer_norm1(hidden)
@@ -158,6 +160,6 @@ class MergingVisionTower(nn.Module):
             matching = tome.match(k.mean(dim=1), r, protect_first=self.has_cls)  # metric (N, t, hs)
             if matching is not None:
                 hidden, size = tome.merge_wavg(matching, hidden, size)
-                positions = tome.merged_positions(matching)
+                positions = tome.merged_positions(matching) if track_source else None
         hidden = hidden + layer.mlp(layer.layer_norm2(hidden))
         return hidden, size, positions
