@@ -504,3 +504,18 @@ def test_bad_options_raise_config_error(clips, options):
         with pytest.raises(ConfigError) as error:
             load(clips["mp4"], **options)
         assert isinstance(error.value, AuroraError) and "\n" not in str(error.value)
+
+
+def test_choose_names_frames_by_count_and_rate(tmp_path):
+    """A protocol's own rule (e.g. MVBench's time windows) picks frames from (count, fps)."""
+    path = write_video(tmp_path / "c.mp4", make_frames(20), fps=10)
+    seen = {}
+
+    def choose(total, fps):
+        seen.update(total=total, fps=fps)
+        return [5, 7, 99, -3]  # out-of-range picks are clamped to the clip
+
+    frames = load_video(path, choose=choose)
+    assert seen == {"total": 20, "fps": 10.0}
+    assert frames.indices == [5, 7, 19, 0]
+    assert [frame_index_of(f) for f in frames.array] == [5, 7, 19, 0]

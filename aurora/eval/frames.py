@@ -10,7 +10,6 @@ numbered from 1) 3 fps. Without a bound this is `aurora.media.segment_middle_ind
 
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
@@ -42,8 +41,13 @@ def load_frames(path: str, spec: FrameSpec) -> media.Frames:
     if spec.bound is None:
         return media.load_video(path, num_frames=spec.num_frames, sampling="middle")
     fps = spec.frame_fps or (GIF_FPS if spec.kind == "gif" else None)
-    return _load_video_at(path, lambda total, video_fps: window_indices(
-        spec.num_frames, total - 1, fps or video_fps, spec.bound))
+
+    def choose(total: int, video_fps: float | None) -> list[int]:
+        if not (fps or video_fps):
+            raise MediaError(f"{path!r} states no frame rate, so its time window cannot be located")
+        return window_indices(spec.num_frames, total - 1, fps or video_fps, spec.bound)
+
+    return media.load_video(path, choose=choose)
 
 
 def _load_folder(folder: str, spec: FrameSpec) -> media.Frames:
@@ -57,39 +61,3 @@ def _load_folder(folder: str, spec: FrameSpec) -> media.Frames:
         raise MediaError(f"the frames in {folder!r} differ in size")
     return media.Frames(array=np.stack(images), indices=indices, timestamps=[i / fps for i in indices],
                         total_frames=total, fps=fps, duration=total / fps, path=folder, is_image=False)
-
-
-def _load_video_at(path: str, choose) -> media.Frames:
-    """Decode the frames `choose(total_frames, average_fps)` names.
-
-    A stopgap built on `aurora.media`'s decoder until `media.load_video` takes explicit indices
-    (the core change proposed with this module); decoding still happens only inside aurora.media.
-    """
-    from aurora.media import _decode
-    from aurora.media import video as _video
-    from aurora.media._checks import check_file
-
-    path = check_file(path)
-    with _video._open(path) as container:
-        stream = _video._video_stream(container, path)
-        stream_index = stream.index
-        timeline = _decode.scan_timeline(container, stream)
-        video_fps = _video._average_fps(stream)
-        duration = _video._stated_duration(container, stream)
-        times = _video._frame_times(timeline, stream, video_fps)
-        origin = _video._time_origin(timeline, stream) if timeline.pts else None
-        time_base = stream.time_base
-    if timeline.count == 0 or not video_fps:
-        raise _video._no_frames(path)
-    indices = [min(max(i, 0), timeline.count - 1) for i in choose(timeline.count, video_fps)]
-    try:
-        decoded = _decode.read_frames(functools.partial(_video._open, path), stream_index, timeline, indices)
-        if not decoded:
-            raise _video._no_frames(path)
-        chosen = [decoded[i] if i in decoded else _video._nearest_decoded(decoded, i) for i in indices]
-        array = _video._to_array([frame for _, frame in chosen])
-    except (*_decode.DECODE_ERRORS, UnicodeDecodeError) as e:
-        raise MediaError(f"cannot decode {path!r}: {e}; the file may be corrupt, re-encode it") from e
-    timestamps = [_video._timestamp(frame, i, times, origin, time_base) for i, frame in chosen]
-    return media.Frames(array=array, indices=[i for i, _ in chosen], timestamps=timestamps,
-                        total_frames=timeline.count, fps=video_fps, duration=duration, path=path, is_image=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Callable, Sequence
 
 import av
 import numpy as np
@@ -130,13 +131,16 @@ def load_video(
     num_frames: int | None = 8,
     fps: float | None = None,
     sampling: str = "uniform",
+    choose: Callable[[int, float | None], Sequence[int]] | None = None,
 ) -> Frames:
     """Decode sampled frames of a video as one (T, H, W, 3) uint8 RGB array.
 
     Frame choice: ``fps`` given -> ``fps_indices`` (capped at ``num_frames`` unless it
     is None); else ``sampling="uniform"`` -> ``uniform_indices`` (at most
     ``num_frames``, AuroraCap) or ``"middle"`` -> ``segment_middle_indices`` (exactly
-    ``num_frames``, may repeat frames of a short clip; PLLaVA / MVBench). A frame that
+    ``num_frames``, may repeat frames of a short clip; PLLaVA / MVBench); ``choose`` given ->
+    ``choose(total_frames, average_fps)`` names the frames (clamped to the clip), for protocols
+    with their own rule (MVBench's time windows). A frame that
     will not decode (cut or corrupt file) is replaced by its nearest decodable one and
     ``indices`` says which frame was returned.
     """
@@ -154,7 +158,12 @@ def load_video(
     if timeline.count == 0:
         raise _no_frames(path)
 
-    indices = _choose_indices(timeline.count, times, num_frames, fps, sampling, path)
+    if choose is not None:
+        indices = [min(max(int(i), 0), timeline.count - 1) for i in choose(timeline.count, video_fps)]
+        if not indices:
+            raise MediaError(f"no frames chosen from {path!r}")
+    else:
+        indices = _choose_indices(timeline.count, times, num_frames, fps, sampling, path)
     try:
         decoded = _decode.read_frames(
             functools.partial(_open, path), stream_index, timeline, indices
