@@ -14,6 +14,7 @@ from pathlib import Path
 from aurora.errors import ConfigError
 from aurora.prompts import TEMPLATES
 from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD, RESIZE_MODES, TEMPORAL_INPUTS
+from aurora.vision.merge import SCHEDULES
 from aurora.vision.tower import POSITION_INTERPOLATIONS
 
 PRESET_FILE = "aurora_preset.json"
@@ -33,6 +34,7 @@ class Preset:
     token_kept_ratio: float = 0.8
     feature_layer: int = -2
     proportional_attention: bool = False
+    merge_schedule: str = "constant"  # AuroraCap's; "decreasing" front-loads merging (faster tower)
     position_interpolation: str = "auroracap"
     template: str = "vicuna"
     default_prompt: str = "Describe the video in detail."
@@ -50,6 +52,7 @@ class Preset:
             (self.sampling in SAMPLINGS, f"sampling must be one of {SAMPLINGS}"),
             (self.template in TEMPLATES, f"template must be one of {tuple(TEMPLATES)}"),
             (self.position_interpolation in POSITION_INTERPOLATIONS, "unknown position_interpolation"),
+            (self.merge_schedule in SCHEDULES, f"merge_schedule must be one of {SCHEDULES}"),
             (len(self.image_mean) == 3 and len(self.image_std) == 3, "image_mean/std need 3 values"),
         ]
         for ok, message in checks:

@@ -6,7 +6,8 @@ ViT-L/14-336 (CLIP) and SigLIP-so400m-384 shapes with random weights (speed does
 them). Baseline: `CLIPVisionModel` / `SiglipVisionModel` with output_hidden_states, as LLaVA-style
 models call it. Aurora: `MergingVisionTower` at ratios 1.0, 0.4, 0.2, 0.1, on the second-to-last
 layer for CLIP (AuroraCap; it skips the last layer, as the baseline's output would discard it) and
-the last for SigLIP; the "same layers" row runs exactly the baseline's layers.
+the last for SigLIP; the "same layers" row runs exactly the baseline's layers; "decreasing" rows
+use the front-loaded merge schedule (same tokens out, fewer tokens through the later layers).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def run_case(case: dict) -> dict:
             model(pixels, output_hidden_states=True).hidden_states[layer]
             sync()
     else:
-        tower = MergingVisionTower(model, feature_layer=layer if case["impl"] == "aurora" else -1)
+        tower = MergingVisionTower(model, feature_layer=layer if case["impl"].startswith("aurora") and case["impl"] != "aurora-same-layers" else -1,
+                                   merge_schedule="decreasing" if case["impl"] == "aurora-decreasing" else "constant")
         def step():
             tower(pixels, case["ratio"])
             sync()
@@ -61,6 +63,7 @@ def main():
         base = dict(tower=name, device=args.device, frames=frames, repeats=args.repeats)
         cases = [dict(base, impl="transformers", ratio=1.0), dict(base, impl="aurora-same-layers", ratio=1.0)]
         cases += [dict(base, impl="aurora", ratio=r) for r in (1.0, 0.4, 0.2, 0.1)]
+        cases += [dict(base, impl="aurora-decreasing", ratio=r) for r in (0.4, 0.2, 0.1)]
         results = run_cases(__file__, cases)
         baseline = results[0]["frames_per_s"]
         for r in results:

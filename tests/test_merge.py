@@ -112,3 +112,20 @@ def test_tokens_per_frame_match_auroracap(tower_32_layers, ratio, tokens):
     # every patch belongs to exactly one output token, and group sizes are the token sizes
     counts = torch.stack([torch.bincount(s, minlength=tokens) for s in out.source]).float()
     torch.testing.assert_close(counts, out.sizes[..., 0])
+
+
+def test_merge_schedules_remove_the_same_total():
+    assert tome.merge_schedule(18, 31) == [18] * 31  # AuroraCap: the same r in every layer
+    decreasing = tome.merge_schedule(18, 31, "decreasing")
+    assert sum(decreasing) == 18 * 31 and decreasing == sorted(decreasing, reverse=True)
+    assert decreasing[0] > 18 > decreasing[-1]
+    with pytest.raises(ValueError):
+        tome.merge_schedule(18, 31, "random")
+
+
+def test_decreasing_schedule_keeps_the_token_count_and_sizes(tower_32_layers):
+    decreasing = MergingVisionTower(tower_32_layers.model, feature_layer=-2, merge_schedule="decreasing")
+    with torch.no_grad():
+        out = decreasing(torch.randn(1, 3, 378, 378), 0.2)
+    assert out.tokens_per_frame == decreasing.tokens_per_frame(378, 378, 0.2) == 171  # same as constant
+    torch.testing.assert_close(out.sizes.sum(), torch.tensor(729.0))

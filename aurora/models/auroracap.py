@@ -46,6 +46,7 @@ def build(vision_model, projector: MLPProjector, language_model, tokenizer, pres
         feature_layer=preset.feature_layer,
         proportional_attention=preset.proportional_attention,
         position_interpolation=preset.position_interpolation,
+        merge_schedule=preset.merge_schedule,
     )
     return VideoLLM(tower, projector, language_model, tokenizer, preset)
 

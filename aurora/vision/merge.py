@@ -44,9 +44,30 @@ def merge_count(num_patches: int, token_kept_ratio: float, num_layers: int) -> i
     return int(num_patches * (1 - token_kept_ratio) / num_layers)
 
 
-def tokens_after_merging(num_tokens: int, r: int, num_merging_layers: int, protected: int = 1) -> int:
-    """Token count after `num_merging_layers` layers that each remove up to r tokens."""
-    for _ in range(num_merging_layers):
+SCHEDULES = ("constant", "decreasing")
+
+
+def merge_schedule(r: int, num_layers: int, kind: str = "constant") -> list[int]:
+    """Tokens to remove in each of `num_layers` layers, r * num_layers in all.
+
+    "constant" is AuroraCap's (and ToMe's default): r in every layer. "decreasing" removes the same
+    total front-loaded, linearly down to 0 (ToMe's decreasing schedule): later layers see fewer
+    tokens, so the tower is faster for the same number of tokens out.
+    """
+    if kind == "constant":
+        return [r] * num_layers
+    if kind != "decreasing":
+        raise ValueError(f"merge schedule must be one of {SCHEDULES}, got {kind!r}")
+    total, weights = r * num_layers, list(range(num_layers, 0, -1))
+    out = [total * w // sum(weights) for w in weights]
+    for i in range(total - sum(out)):  # hand the rounding remainder to the earliest layers
+        out[i % num_layers] += 1
+    return out
+
+
+def tokens_after_merging(num_tokens: int, schedule: list[int], protected: int = 1) -> int:
+    """Token count after layers that remove up to schedule[i] tokens each (clamped as in `match`)."""
+    for r in schedule:
         num_tokens -= min(r, (num_tokens - protected) // 2)
     return num_tokens
 

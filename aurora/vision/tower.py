@@ -50,6 +50,7 @@ class MergingVisionTower(nn.Module):
         feature_layer: int = -2,
         proportional_attention: bool = False,
         position_interpolation: str = "auroracap",
+        merge_schedule: str = "constant",
     ):
         super().__init__()
         if position_interpolation not in POSITION_INTERPOLATIONS:
@@ -62,6 +63,9 @@ class MergingVisionTower(nn.Module):
         if not 0 <= self.layers_to_run <= self.num_layers:
             raise ValueError(f"feature_layer {feature_layer} is out of range for {self.num_layers} layers")
         self.proportional_attention = proportional_attention
+        if merge_schedule not in tome.SCHEDULES:
+            raise ValueError(f"merge_schedule must be one of {tome.SCHEDULES}")
+        self.merge_schedule = merge_schedule
         self.position_interpolation = position_interpolation
         embeddings = model.embeddings
         self.has_cls = hasattr(embeddings, "class_embedding")
@@ -79,24 +83,28 @@ class MergingVisionTower(nn.Module):
         num_patches = height * width / self.patch_size**2  # float on purpose, as in AuroraCap
         return tome.merge_count(num_patches, token_kept_ratio, self.num_layers)
 
+    def schedule(self, height: int, width: int, token_kept_ratio: float) -> list[int]:
+        """Tokens to remove in each layer that runs."""
+        r = self.merges_per_layer(height, width, token_kept_ratio)
+        return tome.merge_schedule(r, self.layers_to_run, self.merge_schedule)
+
     def tokens_per_frame(self, height: int, width: int, token_kept_ratio: float) -> int:
         """Visual tokens per frame this tower returns at a resolution and ratio (CLS excluded)."""
-        r = self.merges_per_layer(height, width, token_kept_ratio)
         patches = (height // self.patch_size) * (width // self.patch_size)
-        tokens = tome.tokens_after_merging(patches + int(self.has_cls), r, self.layers_to_run, int(self.has_cls))
-        return tokens - int(self.has_cls)
+        schedule = self.schedule(height, width, token_kept_ratio)
+        return tome.tokens_after_merging(patches + int(self.has_cls), schedule, int(self.has_cls)) - int(self.has_cls)
 
     def forward(
         self, pixel_values: torch.Tensor, token_kept_ratio: float = 1.0, track_source: bool = False
     ) -> TowerOutput:
         """pixel_values (N, 3, H, W) -> features of `feature_layer` with ToMe at `token_kept_ratio`."""
         height, width = pixel_values.shape[-2:]
-        r = self.merges_per_layer(height, width, token_kept_ratio)
+        schedule = self.schedule(height, width, token_kept_ratio)
         hidden = self.embed(pixel_values)  # (N, t, C)
         n, t, _ = hidden.shape
         size = hidden.new_ones(n, t, 1)
         source = torch.arange(t, device=hidden.device).expand(n, -1) if track_source else None
-        for layer in self.layers[: self.layers_to_run]:
+        for layer, r in zip(self.layers[: self.layers_to_run], schedule):
             hidden, size, positions = self._layer(layer, hidden, size, r, track_source)
             if positions is not None:
                 source = positions.gather(1, source)
