@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 from aurora import __version__
+from aurora.argtypes import positive_float as _positive_float
+from aurora.argtypes import positive_int as _positive_int
+from aurora.argtypes import ratio as _ratio
 from aurora.errors import AuroraError, ConfigError
 
 EXIT_USER_ERROR = 2
@@ -22,25 +25,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _ratio(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"token kept ratio must be in (0, 1], got {text}")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:

@@ -17,31 +17,17 @@ import os
 from functools import partial
 from pathlib import Path
 
+from aurora.argtypes import positive_float, positive_int, ratio
 from aurora.errors import ConfigError
 from aurora.eval import registry
 from aurora.eval.records import rank_and_world
 from aurora.eval.task import FAILURE_POLICIES, check_policy
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
-def ratio(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"token kept ratio must be in (0, 1], got {text}")
-    return value
 
 
 def add_parser(subparsers) -> None:

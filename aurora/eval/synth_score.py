@@ -41,7 +41,7 @@ import itertools
 import re
 
 from aurora.errors import ConfigError
-from aurora.synth.vocab import COLOURS, KINDS
+from aurora.synth.vocab import COLOURS
 
 ASPECTS = ("camera", "background", "count", "object_kind", "object_colour", "object_size",
            "object_motion", "object_event")

@@ -8,31 +8,19 @@ from __future__ import annotations
 
 import argparse
 
+from aurora.argtypes import count as _count
+from aurora.argtypes import positive_float as _positive_float
+from aurora.argtypes import positive_int as _positive_int
 from aurora.errors import ConfigError
 from aurora.models import DEFAULT_MODEL
 
 _MB = 1024**2
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _add_model_flags(p: argparse.ArgumentParser, required: bool) -> None:

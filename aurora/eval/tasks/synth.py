@@ -8,7 +8,7 @@ JUDGED = False
 
 
 def add_arguments(p) -> None:
-    from aurora.eval.cli import positive_int
+    from aurora.argtypes import positive_int
 
     p.add_argument("--data", required=True, help="the split's JSONL, e.g. data/synth/test.jsonl")
     p.add_argument("--out", required=True, help="results folder (per-clip JSONL, summary.json, table.md, plot.png)")
