@@ -29,3 +29,20 @@ def xtuner_ckpt(checkpoints):
 @pytest.fixture(scope="session")
 def hf_ckpt(checkpoints):
     return checkpoints("hf", "llama")
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    """Small videos in every evaluation fixture's published layout."""
+    from tests.eval_fixtures.helpers import make_media
+
+    return make_media(tmp_path_factory.mktemp("eval-media"))
+
+
+@pytest.fixture(scope="session")
+def server():
+    """A deterministic rule-based judge over HTTP on 127.0.0.1."""
+    from tests.eval_fixtures.judge_server import JudgeServer
+
+    with JudgeServer() as s:
+        yield s

@@ -12,21 +12,9 @@ from aurora.eval.frames import load_frames, window_indices
 from aurora.eval.task import FrameSpec
 from aurora.eval.tasks import mvbench, vdc, videomme
 from tests.eval_fixtures.helpers import (FIXTURES, VIDEOQA_PREDICTIONS, Scripted, evaluate, frames_of, judge_flags,
-                                         make_media, parse, vdc_caption, video_name)
-from tests.eval_fixtures.judge_server import JudgeServer
+                                         parse, vdc_caption, video_name)
 
 SHARED_VDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "vdc_qa_sample"  # ../shared beside the repo
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    return make_media(tmp_path_factory.mktemp("media"))
-
-
-@pytest.fixture(scope="module")
-def server():
-    with JudgeServer() as s:
-        yield s
 
 
 def test_registry_lists_every_benchmark():

@@ -3,24 +3,11 @@ test, the assistant prefix, the synth flags and one-line user errors."""
 
 import json
 
-import pytest
 
 import aurora
 from aurora.generation import GenerationOptions
 from aurora.synth import SynthConfig, generate
-from tests.eval_fixtures.helpers import FIXTURES, judge_flags, main, make_media
-from tests.eval_fixtures.judge_server import JudgeServer
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    return make_media(tmp_path_factory.mktemp("media"))
-
-
-@pytest.fixture(scope="module")
-def server():
-    with JudgeServer() as s:
-        yield s
+from tests.eval_fixtures.helpers import FIXTURES, judge_flags, main
 
 
 def test_prefilled_answers_batch_like_single_ones(xtuner_ckpt, media):

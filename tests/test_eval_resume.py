@@ -8,19 +8,7 @@ from aurora.errors import ConfigError
 from aurora.eval.judge import JudgeUnavailable
 from aurora.eval.records import read_jsonl
 from tests.eval_fixtures.helpers import (FIXTURES, VDC_CAPTIONS, VIDEOQA_PREDICTIONS, Scripted, evaluate, judge_flags,
-                                         make_media, vdc_caption)
-from tests.eval_fixtures.judge_server import JudgeServer
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    return make_media(tmp_path_factory.mktemp("media"))
-
-
-@pytest.fixture(scope="module")
-def server():
-    with JudgeServer() as s:
-        yield s
+                                         vdc_caption)
 
 
 def videoqa_flags(media, out):
