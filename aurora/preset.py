@@ -28,7 +28,7 @@ class Preset:
     image_mean: tuple[float, float, float] = CLIP_MEAN
     image_std: tuple[float, float, float] = CLIP_STD
     resize: str = "shortest_edge_crop"
-    temporal_input: str = "none"  # "difference": frame-difference channels for the tower (6 in)
+    temporal_input: str = "none"  # "difference" (6 channels in) or "motion" (8): see FrameTransform
     num_frames: int = 8
     sampling: str = "uniform"
     token_kept_ratio: float = 0.8

@@ -132,3 +132,33 @@ def test_frame_difference_input_lets_the_tower_see_change():
     model = make("clip", num_channels=6, image_size=64, patch_size=8)
     out = MergingVisionTower(model)(pixels, 0.5)
     assert out.features.shape[0] == 3
+
+
+@pytest.mark.parametrize("square, background", [(255, 0), (0, 255), (200, 60)])
+@pytest.mark.parametrize("dx, dy", [(3, 0), (-3, 0), (0, 3), (0, -3)])
+def test_motion_input_carries_the_direction_whatever_the_contrast(square, background, dx, dy):
+    import numpy as np
+
+    from aurora.vision.preprocess import FrameTransform
+
+    frames = np.full((3, 64, 64, 3), background, np.uint8)
+    for t in range(3):  # a 16 px square moving (dx, dy) pixels per frame
+        top, left = 24 + t * dy, 24 + t * dx
+        frames[t, top : top + 16, left : left + 16] = square
+    pixels = FrameTransform(64, temporal="motion")(frames)
+    assert pixels.shape == (3, 8, 64, 64)
+    torch.testing.assert_close(pixels[:, :6], FrameTransform(64, temporal="difference")(frames))
+    assert torch.all(pixels[0, 6:] == 0)  # no previous frame, no flow
+    u, v = pixels[1:, 6].sum().item(), pixels[1:, 7].sum().item()
+    along, across = (u, v) if dx else (v, u)
+    assert np.sign(along) == np.sign(dx + dy) and abs(along) > 10 * abs(across)
+
+
+def test_static_frames_have_no_motion():
+    import numpy as np
+
+    from aurora.vision.preprocess import FrameTransform
+
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8), 4, axis=0)
+    assert torch.all(FrameTransform(64, temporal="motion")(frames)[:, 3:] == 0)

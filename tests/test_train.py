@@ -145,3 +145,17 @@ def test_train_cli_config_file_and_flag_overrides(dataset, tmp_path, capsys):
     assert code == 2 and "--resume" in capsys.readouterr().err  # refuses to overwrite checkpoints
     code = main(["train", "--config", str(yaml_path), "--train-parts", "wings"])
     assert code == 2 and "unknown train_parts" in capsys.readouterr().err
+
+
+def test_step_ratio_draws_in_range_with_a_share_of_unmerged_steps(tmp_path, dataset):
+    from aurora.train.loop import step_ratio
+
+    cfg = config(dataset, tmp_path, token_kept_ratio=0.1, token_kept_ratio_max=0.4, unmerged_share=0.1)
+    ratios = np.array([step_ratio(cfg, step) for step in range(2000)])
+    merged = ratios[ratios < 1.0]
+    assert 0.07 < (ratios == 1.0).mean() < 0.13
+    assert merged.min() >= 0.1 and merged.max() <= 0.4 and merged.std() > 0.05
+    assert [step_ratio(cfg, s) for s in range(50)] == list(ratios[:50])  # resumes draw the same
+    assert {step_ratio(config(dataset, tmp_path, token_kept_ratio=0.3), s) for s in range(50)} == {0.3}
+    with pytest.raises(Exception, match="unmerged_share"):
+        config(dataset, tmp_path, unmerged_share=1.5)

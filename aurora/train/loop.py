@@ -92,11 +92,13 @@ def initial_model(config: TrainConfig, records: list[dict]):
 
 
 def step_ratio(config: TrainConfig, step: int) -> float:
-    """The step's token kept ratio: fixed, or drawn from [ratio, ratio_max] seeded by the step, so
-    every process and a resumed run draw the same value."""
+    """The step's token kept ratio: fixed, or drawn from [ratio, ratio_max]; a share of steps
+    (`unmerged_share`) runs at 1.0. Seeded by the step, so every process and a resumed run agree."""
+    unmerged, u = np.random.default_rng([config.seed, step, 7]).random(2)
+    if unmerged < config.unmerged_share:
+        return 1.0
     if config.token_kept_ratio_max is None:
         return config.token_kept_ratio
-    u = np.random.default_rng([config.seed, step, 7]).random()
     return config.token_kept_ratio + u * (config.token_kept_ratio_max - config.token_kept_ratio)
 
 

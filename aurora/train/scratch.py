@@ -16,6 +16,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaFo
 from aurora.connectors.projector import MLPProjector
 from aurora.errors import ConfigError
 from aurora.preset import Preset
+from aurora.vision.preprocess import TEMPORAL_CHANNELS, TEMPORAL_INPUTS
 
 LLAMA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 
@@ -42,6 +43,8 @@ class ScratchConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.temporal_input not in TEMPORAL_INPUTS:
+            raise ConfigError(f"temporal_input must be one of {TEMPORAL_INPUTS}, got {self.temporal_input!r}")
         if self.image_size % self.patch_size:
             raise ConfigError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         for name in ("vision_hidden", "lm_hidden"):
@@ -74,7 +77,7 @@ def build_from_scratch(config: ScratchConfig, tokenizer):
     from aurora.models.auroracap import build
 
     torch.manual_seed(config.seed)
-    temporal_channels = 6 if config.temporal_input == "difference" else 3
+    temporal_channels = TEMPORAL_CHANNELS[config.temporal_input]
     vision = CLIPVisionModel(CLIPVisionConfig(
         hidden_size=config.vision_hidden, intermediate_size=config.vision_mlp, num_hidden_layers=config.vision_layers,
         num_attention_heads=config.vision_heads, image_size=config.image_size, patch_size=config.patch_size,

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESIZE_MODES = ("shortest_edge_crop", "squash")
-TEMPORAL_INPUTS = ("none", "difference")
+TEMPORAL_INPUTS = ("none", "difference", "motion")
+TEMPORAL_CHANNELS = {"none": 3, "difference": 6, "motion": 8}
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class FrameTransform:
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     resize: str = "shortest_edge_crop"  # or "squash": straight to size x size (SigLIP-style)
-    temporal: str = "none"  # "difference": add each frame's change since the previous frame
+    temporal: str = "none"  # "difference": add each frame's change since the previous frame;
+    # "motion": that change plus the normal flow (which way it moves, in pixels, x then y)
 
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
@@ -35,7 +37,7 @@ class FrameTransform:
 
     @property
     def channels(self) -> int:
-        return 6 if self.temporal == "difference" else 3
+        return TEMPORAL_CHANNELS[self.temporal]
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32, normalised."""
@@ -63,6 +65,8 @@ class FrameTransform:
         x = (x - mean) / std
         if self.temporal == "difference":
             x = with_frame_differences(x)
+        elif self.temporal == "motion":
+            x = torch.cat([with_frame_differences(x), normal_flow(x)], dim=1)
         return x.contiguous()
 
 
@@ -73,3 +77,44 @@ def with_frame_differences(pixels: torch.Tensor) -> torch.Tensor:
     diff = torch.zeros_like(pixels)
     diff[1:] = pixels[1:] - pixels[:-1]
     return torch.cat([pixels, diff], dim=1)
+
+
+FLOW_SIGMA = 1 / 32  # blur before differentiating, fraction of the frame (2 px at 64): keeps a few
+# pixels of motion per frame inside the range where the linearised brightness constancy holds
+FLOW_LIMIT = 4.0  # pixels; normal flow is clipped to +-this
+
+
+def normal_flow(pixels: torch.Tensor) -> torch.Tensor:
+    """(T, C, H, W) -> (T, 2, H, W): per-pixel motion since the previous frame along the image
+    gradient (the "normal flow" of gradient-based optical flow), x then y, zeros for the first frame.
+
+    A frame difference says where something changed but not which way it went: its sign flips with
+    the contrast of the moving edge, so a tower must learn products of channels to recover
+    direction. Normal flow, -It * grad I / |grad I|^2 summed over colour channels, has the direction
+    in its sign whatever the colours, which is what camera pans and object motion captions need.
+    """
+    blurred = _gaussian_blur(pixels, sigma=FLOW_SIGMA * pixels.shape[-1])
+    it = blurred[1:] - blurred[:-1]  # (T-1, C, H, W)
+    mean = (blurred[1:] + blurred[:-1]) / 2
+    ix = torch.zeros_like(mean)
+    iy = torch.zeros_like(mean)
+    ix[..., 1:-1] = (mean[..., 2:] - mean[..., :-2]) / 2
+    iy[..., 1:-1, :] = (mean[..., 2:, :] - mean[..., :-2, :]) / 2
+    energy = (ix.square() + iy.square()).sum(1, keepdim=True) + 1e-2  # regularised: flat -> 0
+    u = -(it * ix).sum(1, keepdim=True) / energy
+    v = -(it * iy).sum(1, keepdim=True) / energy
+    flow = torch.zeros(pixels.shape[0], 2, *pixels.shape[-2:])
+    flow[1:] = torch.cat([u, v], dim=1).clamp_(-FLOW_LIMIT, FLOW_LIMIT)
+    return flow
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, C, H, W), edges replicated."""
+    radius = max(1, round(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-(t / sigma).square() / 2)
+    kernel = kernel / kernel.sum()
+    channels = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1).contiguous(), groups=channels)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1).contiguous(), groups=channels)
