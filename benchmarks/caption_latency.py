@@ -5,9 +5,11 @@
 A Qwen2-0.5B-shaped language model and a SigLIP-so400m-384-shaped tower with random weights
 (speed does not depend on them), batch 1. Stages: decode (PyAV), preprocess, encode (tower +
 projector), prefill (time to first token) and decode tokens/s for `--new-tokens` tokens (EOS is
-suppressed so every run generates the same count). Baseline: `LlavaOnevisionForConditionalGeneration`
-fed the same frames as a video (its own 2x2 pooling of video features included). Aurora: the same
-tower and LM weights assembled as a VideoLLM at token kept ratio 1.0 and 0.2.
+suppressed so every run generates the same count). Baselines, the same weights in transformers'
+own classes: `LlavaForConditionalGeneration` with every frame as an image (no pooling: the same
+tokens as Aurora at ratio 1.0, so equal work) and `LlavaOnevisionForConditionalGeneration` fed the
+frames as a video (its own 2x2 pooling: 4x fewer tokens, less work). Aurora: a VideoLLM at token
+kept ratio 1.0, and 0.2 with the constant (AuroraCap's) and the decreasing merge schedule.
 
 Also reports the model FLOPs of the prefill and the fraction of this machine's measured matmul
 peak that the prefill reaches.
@@ -81,6 +83,7 @@ def run_case(case: dict) -> dict:
     write_video(clip, rng.integers(0, 255, (64, 480, 640, 3), dtype=np.uint8), fps=8)
     new = case["new_tokens"]
     if case["impl"] == "aurora":
+        model.tower.merge_schedule = case.get("schedule", "constant")
         result = {}
         for _ in range(2):  # warm-up, then measured
             reply = model.caption(clip, num_frames=case["frames"], token_kept_ratio=case["ratio"],
@@ -88,6 +91,8 @@ def run_case(case: dict) -> dict:
             result = reply.timings
         prompt_tokens = reply.prompt_tokens
         generated = reply.generated_tokens
+    elif case["impl"] == "transformers-llava":
+        result, prompt_tokens, generated = _llava(model, clip, case, device, dtype, sync)
     else:
         result, prompt_tokens, generated = _llava_onevision(model, clip, case, device, dtype, sync)
     peak = matmul_peak(device, dtype)
@@ -96,6 +101,60 @@ def run_case(case: dict) -> dict:
             "decode_tokens_per_s": (generated - 1) / result["generate"] if result["generate"] else None,
             "prefill_tflops": flops / 1e12, "prefill_fraction_of_peak": flops / result["prefill"] / peak,
             "matmul_peak_tflops": peak / 1e12}
+
+
+class FirstTokenTimer:
+    """A generate() streamer that notes when the first new token arrives (end of prefill)."""
+
+    def __init__(self, sync):
+        self.sync, self.first = sync, None
+
+    def put(self, value):
+        if self.first is None and value.numel() and value.shape[-1] == 1:
+            self.sync()
+            self.first = time.perf_counter()
+
+    def end(self):
+        pass
+
+
+def _generate_timed(llava, inputs: dict, case, sync) -> tuple[dict, torch.Tensor]:
+    timer = FirstTokenTimer(sync)
+    start = time.perf_counter()
+    out = llava.generate(**inputs, max_new_tokens=case["new_tokens"], min_new_tokens=case["new_tokens"],
+                         do_sample=False, streamer=timer)
+    sync()
+    end = time.perf_counter()
+    # encode happens inside prefill for transformers' pipelines
+    return {"encode": 0.0, "prefill": timer.first - start, "generate": end - timer.first}, out
+
+
+def _llava(model, clip, case, device, dtype, sync):
+    """Equal work: the same weights as transformers' plain `LlavaForConditionalGeneration`, every
+    frame an image of 729 tokens (no pooling): exactly the tokens Aurora reads at ratio 1.0."""
+    from aurora import media
+    from aurora.models.auroracap import as_hf_llava
+
+    llava = as_hf_llava(model).to(device, dtype).eval()
+    tokenizer, image = model.tokenizer, llava.config.image_token_index
+    per_frame = llava.config.image_seq_length
+    timings = {}
+    with torch.inference_mode():
+        for _ in range(2):
+            start = time.perf_counter()
+            frames = media.load_video(clip, num_frames=case["frames"])
+            timings["decode"] = time.perf_counter() - start
+            start = time.perf_counter()
+            pixels = model.transform(frames.array).to(device, dtype)  # (T, 3, 384, 384)
+            timings["preprocess"] = time.perf_counter() - start
+            ids = tokenizer.encode("<|im_start|>user\n")
+            for _ in range(case["frames"]):
+                ids += [image] * per_frame + tokenizer.encode("\n")
+            ids += tokenizer.encode("Describe the video in detail.<|im_end|>\n<|im_start|>assistant\n")
+            inputs = {"input_ids": torch.tensor([ids], device=device), "pixel_values": pixels}
+            stages, out = _generate_timed(llava, inputs, case, sync)
+            timings.update(stages)
+    return timings, len(ids), out.shape[-1] - len(ids)
 
 
 def _llava_onevision(model, clip, case, device, dtype, sync):
@@ -123,26 +182,9 @@ def _llava_onevision(model, clip, case, device, dtype, sync):
             video_tokens = case["frames"] * per_frame * per_frame + 1  # + image_newline
             ids = tokenizer.encode("<|im_start|>user\n") + [config.video_token_id] * video_tokens
             ids += tokenizer.encode("\nDescribe the video in detail.<|im_end|>\n<|im_start|>assistant\n")
-            input_ids = torch.tensor([ids], device=device)
-            first = {}
-
-            class Timer:
-                def put(self, value):
-                    if value.numel() and "t" not in first and value.shape[-1] == 1:
-                        sync()
-                        first["t"] = time.perf_counter()
-
-                def end(self):
-                    pass
-
-            start = time.perf_counter()
-            out = llava.generate(input_ids=input_ids, pixel_values_videos=pixels, max_new_tokens=case["new_tokens"],
-                                 min_new_tokens=case["new_tokens"], do_sample=False, streamer=Timer())
-            sync()
-            end = time.perf_counter()
-            timings["encode"] = 0.0  # inside prefill for transformers
-            timings["prefill"] = first["t"] - start
-            timings["generate"] = end - first["t"]
+            inputs = {"input_ids": torch.tensor([ids], device=device), "pixel_values_videos": pixels}
+            stages, out = _generate_timed(llava, inputs, case, sync)
+            timings.update(stages)
     return timings, len(ids), out.shape[-1] - len(ids)
 
 
@@ -154,22 +196,28 @@ def main():
     rows = []
     for frames in (int(x) for x in args.frames.split(",")):
         base = dict(device=args.device, frames=frames, new_tokens=args.new_tokens)
-        cases = [dict(base, impl="transformers-llava-onevision", ratio=1.0),
-                 dict(base, impl="aurora", ratio=1.0), dict(base, impl="aurora", ratio=0.2)]
-        results = run_cases(__file__, cases, timeout=3600)
-        for r in results:
+        cases = [dict(base, impl="transformers-llava", ratio=1.0),  # equal work: the baseline for ratio 1.0
+                 dict(base, impl="transformers-llava-onevision", ratio=1.0),  # pools 2x2: 4x fewer tokens
+                 dict(base, impl="aurora", ratio=1.0), dict(base, impl="aurora", ratio=0.2),
+                 dict(base, impl="aurora", ratio=0.2, schedule="decreasing")]
+        group = []
+        for r in run_cases(__file__, cases, timeout=3600):
             c = r["case"]
             total = sum(r[k] for k in ("decode", "preprocess", "encode", "prefill", "generate"))
             ttft = sum(r[k] for k in ("decode", "preprocess", "encode", "prefill"))
-            rows.append({"frames": frames, "impl": c["impl"], "ratio": c["ratio"], "prompt tokens": r["prompt_tokens"],
-                         "time to first token s": ttft, "decode tok/s": r["decode_tokens_per_s"], "total s": total,
-                         "prefill % of matmul peak": 100 * r["prefill_fraction_of_peak"], "peak RSS MB": r["peak_rss_mb"]})
-        aurora_full = next(x for x in rows[-3:] if x["impl"] == "aurora" and x["ratio"] == 1.0)
-        for x in rows[-3:]:
+            group.append({"frames": frames, "impl": c["impl"], "ratio": c["ratio"], "schedule": c.get("schedule", ""),
+                          "prompt tokens": r["prompt_tokens"], "time to first token s": ttft,
+                          "decode tok/s": r["decode_tokens_per_s"], "total s": total,
+                          "prefill % of matmul peak": 100 * r["prefill_fraction_of_peak"], "peak RSS MB": r["peak_rss_mb"],
+                          "stages s": {k: round(r[k], 3) for k in ("decode", "preprocess", "encode", "prefill", "generate")}})
+        llava = group[0]
+        aurora_full = next(x for x in group if x["impl"] == "aurora" and x["ratio"] == 1.0)
+        for x in group:
             x["TTFT x vs aurora 1.0"] = aurora_full["time to first token s"] / x["time to first token s"]
-            x["total vs transformers"] = x["total s"] / rows[-3]["total s"]
-    print(table(rows, ["frames", "impl", "ratio", "prompt tokens", "time to first token s", "TTFT x vs aurora 1.0",
-                       "decode tok/s", "total s", "total vs transformers", "prefill % of matmul peak", "peak RSS MB"]))
+            x["total vs transformers-llava"] = x["total s"] / llava["total s"]
+        rows += group
+    print(table(rows, ["frames", "impl", "ratio", "schedule", "prompt tokens", "time to first token s", "TTFT x vs aurora 1.0",
+                       "decode tok/s", "total s", "total vs transformers-llava", "prefill % of matmul peak", "peak RSS MB"]))
     print("saved", save("caption_latency", rows, args.out))
 
 

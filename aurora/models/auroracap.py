@@ -127,10 +127,9 @@ def load_hf_llava(path: Path, dtype=torch.float32, trust_remote_code: bool = Fal
     return build(llava.model.vision_tower, projector, language_model.eval(), tokenizer, preset)
 
 
-def save_hf_llava(model: VideoLLM, out: str | Path) -> None:
-    """Write `model` as a transformers `LlavaForConditionalGeneration` checkpoint (safetensors)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def as_hf_llava(model: VideoLLM) -> LlavaForConditionalGeneration:
+    """The same weights as transformers' `LlavaForConditionalGeneration` (in memory, shared tensors);
+    adds the image placeholder (and a pad token) to the tokenizer if missing."""
     tokenizer = model.tokenizer
     if IMAGE_PLACEHOLDER not in tokenizer.get_vocab():
         tokenizer.add_tokens([IMAGE_PLACEHOLDER], special_tokens=True)
@@ -144,7 +143,7 @@ def save_hf_llava(model: VideoLLM, out: str | Path) -> None:
         projector_hidden_act=connector.act,
         multimodal_projector_bias=connector.bias,
         vision_feature_layer=model.preset.feature_layer,
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy="default" if tower.has_cls else "full",  # CLS dropped, as Aurora does
         image_seq_length=(tower.image_size // tower.patch_size) ** 2,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -157,9 +156,17 @@ def save_hf_llava(model: VideoLLM, out: str | Path) -> None:
         state[f"model.language_model.{k.removeprefix('model.')}" if k.startswith("model.") else k] = v
     llava.load_state_dict(state, strict=True, assign=True)
     _grow_embeddings(llava, len(tokenizer))
+    return llava
+
+
+def save_hf_llava(model: VideoLLM, out: str | Path) -> None:
+    """Write `model` as a transformers `LlavaForConditionalGeneration` checkpoint (safetensors)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    llava = as_hf_llava(model)
     with _quiet_transformers():
         llava.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    model.tokenizer.save_pretrained(out)
     _image_processor(model.preset).save_pretrained(out)
     model.preset.save(out)
 
