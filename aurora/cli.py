@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions")
     p.add_argument("--workers", type=_positive_int, default=2)
+    p.add_argument("--tasks", default="detailed",
+                   help="caption types the training conversations ask for, with weights, e.g. "
+                        "detailed=0.5,camera=0.2,main_object=0.3 (types: camera, background, main_object, short, detailed)")
     p.add_argument("--debug", action="store_true")
     p.set_defaults(run=run_synth)
 
@@ -208,13 +211,14 @@ def run_chat(args) -> int:
 
 def run_synth(args) -> int:
     from aurora.synth import SynthConfig, generate
+    from aurora.synth.config import parse_tasks
 
     try:
         splits = tuple(float(x) for x in args.splits.split(","))
     except ValueError:
         raise ConfigError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
     config = SynthConfig(num_clips=args.num_clips, size=args.size, frames=args.frames, fps=args.fps, seed=args.seed,
-                         splits=splits, out=args.out)
+                         splits=splits, out=args.out, tasks=parse_tasks(args.tasks))
     counts = generate(config, workers=args.workers)
     print(json.dumps(counts))
     return 0

@@ -60,6 +60,7 @@ def _jsonl_bytes(config: SynthConfig) -> bytes:
 @pytest.mark.parametrize("bad", [
     dict(num_clips=0), dict(size=63), dict(size=16), dict(frames=2), dict(fps=0), dict(seed=-1),
     dict(splits=(0.5, 0.5, 0.5)), dict(splits=(0.9, 0.1)), dict(splits=(1.2, -0.1, -0.1)), dict(num_clips=2.5),
+    dict(tasks={}), dict(tasks={"plot": 1.0}), dict(tasks={"camera": 0}), dict(tasks={"camera": float("nan")}),
 ])
 def test_bad_config_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="invalid synth config"):
@@ -151,6 +152,31 @@ def test_folder_of_other_settings_is_refused(tmp_path):
         generate(replace(config, seed=2), progress=False)
     shutil.rmtree(tmp_path / "data")
     generate(replace(config, seed=2), progress=False)  # a fresh folder is fine
+
+
+def test_task_mix_changes_only_the_conversations_and_reuses_the_clips(tmp_path):
+    from aurora.synth.config import parse_tasks
+
+    config = SynthConfig(num_clips=40, seed=1, splits=(1, 0, 0), out=str(tmp_path / "data"), **TINY)
+    generate(config, progress=False)
+    clip = open(f"{config.out}/train/00003.mp4", "rb").read()
+    mixed = replace(config, tasks=parse_tasks("detailed=2,camera,main_object=1"))
+    counts = generate(mixed, progress=False)
+    assert counts["written"] == 0  # same clips: only the JSONL is rewritten
+    assert open(f"{config.out}/train/00003.mp4", "rb").read() == clip
+    records = [json.loads(line) for line in _lines(mixed, "train")]
+    asked = {}
+    for r in records:
+        (human, gpt) = r["conversations"]
+        task = next(t for t, prompt in CAPTION_PROMPTS.items() if human["value"] == "<video>\n" + prompt)
+        assert gpt["value"] == r["captions"][task]
+        asked[task] = asked.get(task, 0) + 1
+    assert set(asked) == {"detailed", "camera", "main_object"} and asked["detailed"] > 10
+    generate(mixed, progress=False)
+    assert [json.loads(line) for line in _lines(mixed, "train")] == records  # deterministic
+    assert parse_tasks("camera") == {"camera": 1.0}
+    with pytest.raises(ConfigError, match="NAME=WEIGHT"):
+        parse_tasks("camera=lots")
 
 
 def test_decoded_colours_match_ground_truth(dataset):

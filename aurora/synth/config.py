@@ -7,7 +7,7 @@ folder holds clips from the same settings).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from aurora.errors import ConfigError
 
@@ -23,10 +23,19 @@ class SynthConfig:
     seed: int = 0
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / val / test fractions
     out: str = "data/synth"
+    # caption type -> weight: each clip's training conversation asks for one type, drawn from
+    # (seed, index). Only the JSONL depends on it, so clips made with other tasks are reused.
+    tasks: dict[str, float] = field(default_factory=lambda: {"detailed": 1.0})
 
     def __post_init__(self):
+        from aurora.synth.captions import CAPTION_PROMPTS
+
         self.splits = tuple(float(s) for s in self.splits)
         self.out = str(self.out)
+        unknown = sorted(set(self.tasks) - set(CAPTION_PROMPTS))
+        if unknown or not self.tasks or not all(_positive_number(w) for w in self.tasks.values()):
+            raise ConfigError(f"invalid synth config: tasks must map caption types {tuple(CAPTION_PROMPTS)} to "
+                              f"positive weights, got {self.tasks!r}")
         checks = [
             (_is_int(self.num_clips) and self.num_clips >= 1,
              f"num_clips must be an integer >= 1, got {self.num_clips!r}"),
@@ -46,6 +55,22 @@ class SynthConfig:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "splits": list(self.splits)}
+
+
+def _positive_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def parse_tasks(text: str) -> dict[str, float]:
+    """"detailed=0.5,camera=0.2" (a bare name weighs 1) -> {"detailed": 0.5, "camera": 0.2}."""
+    tasks = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition("=")
+        try:
+            tasks[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ConfigError(f"--tasks: {part!r} is not NAME or NAME=WEIGHT") from None
+    return tasks
 
 
 def _is_int(value) -> bool:

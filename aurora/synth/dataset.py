@@ -44,6 +44,7 @@ def record(index: int, config: SynthConfig) -> dict:
     scene = scene_for(index, config)
     texts = captions(scene)
     split = split_of(index, config)
+    task = task_for(index, config)
     return {
         "id": f"{split}_{index:05d}",
         "split": split,
@@ -51,10 +52,19 @@ def record(index: int, config: SynthConfig) -> dict:
         "attributes": scene.to_dict(),
         "captions": texts,
         "conversations": [
-            {"from": "human", "value": "<video>\n" + CAPTION_PROMPTS["detailed"]},
-            {"from": "gpt", "value": texts["detailed"]},
+            {"from": "human", "value": "<video>\n" + CAPTION_PROMPTS[task]},
+            {"from": "gpt", "value": texts[task]},
         ],
     }
+
+
+def task_for(index: int, config: SynthConfig) -> str:
+    """The caption type clip `index`'s conversation asks for: drawn by weight from (seed, index)."""
+    names = sorted(config.tasks)
+    if len(names) == 1:
+        return names[0]
+    weights = np.array([config.tasks[n] for n in names], dtype=np.float64)
+    return names[np.random.default_rng([config.seed, index, 11]).choice(len(names), p=weights / weights.sum())]
 
 
 def generate(config: SynthConfig, workers: int = 1, progress: bool = True) -> dict:
@@ -140,7 +150,7 @@ def _write_clip(job: tuple[int, SynthConfig]) -> int:
 
 def _claim(out: Path, config: SynthConfig) -> None:
     """Create `out`, or check that the clips already there were made with the same settings."""
-    settings = {k: v for k, v in config.to_dict().items() if k != "out"}
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "tasks")}  # what the clips depend on
     path = out / CONFIG_FILE
     if path.is_file():
         try:
