@@ -159,3 +159,19 @@ def test_step_ratio_draws_in_range_with_a_share_of_unmerged_steps(tmp_path, data
     assert {step_ratio(config(dataset, tmp_path, token_kept_ratio=0.3), s) for s in range(50)} == {0.3}
     with pytest.raises(Exception, match="unmerged_share"):
         config(dataset, tmp_path, unmerged_share=1.5)
+
+
+def test_tokenizer_can_learn_from_other_data_than_the_stage(tmp_path, dataset):
+    from aurora.train.loop import initial_model
+    from aurora.train.data import read_records
+
+    later = tmp_path / "later.jsonl"
+    words = "The checkerboard background zooms and rotates midway."
+    later.write_text(json.dumps({"video": "x.mp4", "conversations": [
+        {"from": "human", "value": "<video>\nDescribe."}, {"from": "gpt", "value": words}]}) + "\n")
+    records = read_records(dataset)
+    own = initial_model(config(dataset, tmp_path / "a"), records).tokenizer
+    wider = initial_model(config(dataset, tmp_path / "b", scratch={**TINY, "tokenizer_data": str(later)}), records).tokenizer
+    assert len(wider.encode(" checkerboard", add_special_tokens=False)) < len(own.encode(" checkerboard", add_special_tokens=False))
+    with pytest.raises(Exception, match="missing.jsonl"):
+        initial_model(config(dataset, tmp_path / "c", scratch={**TINY, "tokenizer_data": str(tmp_path / "missing.jsonl")}), records)

@@ -79,6 +79,10 @@ def initial_model(config: TrainConfig, records: list[dict]):
         from aurora.models import load
 
         return load(config.model, device="cpu", dtype="float32")
+    if config.scratch.tokenizer_data:
+        from aurora.train.data import read_records
+
+        records = read_records(config.scratch.tokenizer_data)
     texts = []
     for record in records:
         try:

@@ -41,6 +41,9 @@ class ScratchConfig:
     max_new_tokens: int = 128
     default_prompt: str = "Describe the video in detail."
     seed: int = 0
+    # LLaVA JSON/JSONL whose conversations train the tokenizer (default: the training data); lets
+    # an early stage on a narrow task still get a vocabulary for the later stages' text
+    tokenizer_data: str | None = None
 
     def __post_init__(self):
         if self.temporal_input not in TEMPORAL_INPUTS:
