@@ -79,6 +79,18 @@ def test_hf_layout_logits_equal_transformers_llava(hf_ckpt):
     torch.testing.assert_close(ours, expected[..., :vocab], atol=1e-5, rtol=0)
 
 
+def test_in_memory_llava_shares_weights_and_gives_the_same_logits(xtuner_ckpt):
+    model = aurora.load(xtuner_ckpt)
+    llava = auroracap.as_hf_llava(model).eval()  # benchmarks run this as the equal-work baseline
+    assert not [name for name, b in llava.named_buffers() if b.is_meta]
+    pixels = torch.randn(3, 3, 64, 64)
+    ids, _ = chunk_ids(model.tokenizer, PROMPT, [llava.config.image_token_id] * 64)
+    with torch.no_grad():
+        expected = llava(input_ids=torch.tensor([ids]), pixel_values=pixels).logits
+    ours = encode_ours(model, pixels)
+    torch.testing.assert_close(ours, expected[..., : ours.shape[-1]], atol=1e-5, rtol=0)
+
+
 def test_convert_roundtrip_keeps_logits(xtuner_ckpt, tmp_path):
     xtuner = aurora.load(xtuner_ckpt)
     auroracap.save_hf_llava(aurora.load(xtuner_ckpt), tmp_path / "hf")

@@ -149,12 +149,21 @@ def as_hf_llava(model: VideoLLM) -> LlavaForConditionalGeneration:
     )
     with torch.device("meta"):
         llava = LlavaForConditionalGeneration(config)
+    def lm_name(k: str) -> str:
+        return f"model.language_model.{k.removeprefix('model.')}" if k.startswith("model.") else k
+
     state = {f"model.vision_tower.{k}": v for k, v in tower.model.state_dict().items()}
     state.update({f"model.multi_modal_projector.linear_{i}.{k}": v
                   for i, index in ((1, 0), (2, 2)) for k, v in connector.model[index].state_dict().items()})
-    for k, v in lm.state_dict().items():
-        state[f"model.language_model.{k.removeprefix('model.')}" if k.startswith("model.") else k] = v
+    state.update({lm_name(k): v for k, v in lm.state_dict().items()})
     llava.load_state_dict(state, strict=True, assign=True)
+    # buffers outside the state dict (position ids, rotary frequencies) are still on meta: share them too
+    buffers = {f"model.vision_tower.{k}": v for k, v in tower.model.named_buffers()}
+    buffers.update({lm_name(k): v for k, v in lm.named_buffers()})
+    for name, buffer in list(llava.named_buffers()):
+        if buffer.is_meta:
+            owner, _, leaf = name.rpartition(".")
+            llava.get_submodule(owner).register_buffer(leaf, buffers[name], persistent=False)
     _grow_embeddings(llava, len(tokenizer))
     return llava
 
