@@ -164,24 +164,28 @@ def _generate_timed(llava, inputs: dict, case, sync) -> tuple[dict, torch.Tensor
     return {"encode": 0.0, "prefill": timer.first - start, "generate": end - timer.first}, out
 
 
+def _decode_and_preprocess(model, clip, case, device, dtype) -> tuple[torch.Tensor, dict]:
+    """The frames as Aurora decodes and preprocesses them, timed; baselines get the same pixels."""
+    from aurora import media
+
+    start = time.perf_counter()
+    frames = media.load_video(clip, num_frames=case["frames"])
+    decoded = time.perf_counter()
+    pixels = model.transform(frames.array).to(device, dtype)
+    return pixels, {"decode": decoded - start, "preprocess": time.perf_counter() - decoded}
+
+
 def _llava(model, clip, case, device, dtype, sync):
     """Equal work: the same weights as transformers' plain `LlavaForConditionalGeneration`, every
     frame an image of 729 tokens (no pooling): exactly the tokens Aurora reads at ratio 1.0."""
-    from aurora import media
     from aurora.models.auroracap import as_hf_llava
 
     llava = as_hf_llava(model).to(device, dtype).eval()
     tokenizer, image = model.tokenizer, llava.config.image_token_index
     per_frame = llava.config.image_seq_length
-    timings = {}
     with torch.inference_mode():
         for _ in range(2):
-            start = time.perf_counter()
-            frames = media.load_video(clip, num_frames=case["frames"])
-            timings["decode"] = time.perf_counter() - start
-            start = time.perf_counter()
-            pixels = model.transform(frames.array).to(device, dtype)  # (T, 3, 384, 384)
-            timings["preprocess"] = time.perf_counter() - start
+            pixels, timings = _decode_and_preprocess(model, clip, case, device, dtype)  # (T, 3, 384, 384)
             ids = tokenizer.encode("<|im_start|>user\n")
             for _ in range(case["frames"]):
                 ids += [image] * per_frame + tokenizer.encode("\n")
@@ -194,8 +198,6 @@ def _llava(model, clip, case, device, dtype, sync):
 
 def _llava_onevision(model, clip, case, device, dtype, sync):
     """The same weights inside transformers' LlavaOnevisionForConditionalGeneration."""
-    from aurora import media
-
     tokenizer = model.tokenizer
     tokenizer.add_tokens(["<image>", "<video>"], special_tokens=True)
     config = LlavaOnevisionConfig(vision_config=model.tower.config.to_dict(), text_config=model.language_model.config.to_dict(),
@@ -204,15 +206,10 @@ def _llava_onevision(model, clip, case, device, dtype, sync):
                                   vision_feature_layer=-1, vision_feature_select_strategy="full")
     llava = LlavaOnevisionForConditionalGeneration(config).to(device, dtype).eval()
     llava.resize_token_embeddings(len(tokenizer))
-    timings = {}
     with torch.inference_mode():
         for _ in range(2):
-            start = time.perf_counter()
-            frames = media.load_video(clip, num_frames=case["frames"])
-            timings["decode"] = time.perf_counter() - start
-            start = time.perf_counter()
-            pixels = model.transform(frames.array).to(device, dtype)[None]  # (1, T, 3, 384, 384)
-            timings["preprocess"] = time.perf_counter() - start
+            pixels, timings = _decode_and_preprocess(model, clip, case, device, dtype)
+            pixels = pixels[None]  # one video: (1, T, 3, 384, 384)
             per_frame = (384 // 14 + 1) // 2  # bilinear 2x2 pooling of the 27 x 27 grid -> 14 x 14
             video_tokens = case["frames"] * per_frame * per_frame + 1  # + image_newline
             ids = tokenizer.encode("<|im_start|>user\n") + [config.video_token_id] * video_tokens
