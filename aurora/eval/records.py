@@ -43,6 +43,17 @@ def shard_path(out: Path, rank: int, world: int) -> Path:
     return out / (MERGED if world == 1 else f"predictions.rank{rank}-of-{world}.jsonl")
 
 
+def read_json_or_jsonl(path: Path) -> list:
+    """A benchmark file: one JSON document (a list) or JSON Lines; one-line errors for bad files."""
+    if not path.is_file():
+        raise ConfigError(f"{path} not found")
+    text = path.read_text()
+    try:
+        return json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is neither JSON nor JSONL ({e})") from None
+
+
 def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
     """The records of a JSONL file; lines that do not parse (a torn write) are dropped, and with
     `repair` the file is rewritten without them so later appends start on a clean line."""

@@ -7,11 +7,11 @@ relative to `--video-dir` (default: the data file's folder). The model captions 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from aurora.errors import ConfigError
 from aurora.eval.metrics import METRICS, caption_scores, require_java
+from aurora.eval.records import read_json_or_jsonl
 from aurora.eval.task import Query, require_videos
 
 SUMMARY = "BLEU-4 / METEOR / ROUGE-L / CIDEr-D (pycocoevalcap, PTB tokenised, corpus level)"
@@ -28,13 +28,7 @@ def add_arguments(p) -> None:
 def load_items(args) -> list[dict]:
     require_java()  # fail before any model work, not after it
     path = Path(args.data)
-    if not path.is_file():
-        raise ConfigError(f"{path} not found")
-    text = path.read_text()
-    try:
-        rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is neither JSON nor JSONL ({e})") from None
+    rows = read_json_or_jsonl(path)
     base = Path(args.video_dir) if args.video_dir else path.parent
     items = []
     for i, row in enumerate(rows):

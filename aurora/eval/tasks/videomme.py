@@ -21,11 +21,10 @@ questions answered correctly is reported too (`accuracy_all`).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from aurora.errors import ConfigError
+from aurora.eval.records import read_json_or_jsonl
 from aurora.eval.task import Query, find_video, percent, require_videos
 
 SUMMARY = "Video-MME (no subtitles): official prompt, official letter extraction, breakdowns"
@@ -69,13 +68,7 @@ def add_arguments(p) -> None:
 
 
 def _rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise ConfigError(f"{path} not found")
-    text = path.read_text()
-    try:
-        data = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is neither JSON nor JSONL ({e})") from None
+    data = read_json_or_jsonl(path)
     rows = []
     for entry in data:
         if "questions" in entry:  # nested: one video with its questions
