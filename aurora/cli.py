@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", dest="save_every", type=_positive_int)
     p.add_argument("--log-every", dest="log_every", type=_positive_int)
     p.add_argument("--mixed-precision", dest="mixed_precision", choices=("no", "bf16", "fp16"))
+    p.add_argument("--loss-normalisation", dest="loss_normalisation", choices=("token", "sample"),
+                   help="average the loss over answer tokens (default) or per answer, then over answers")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")

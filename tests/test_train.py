@@ -11,7 +11,7 @@ from aurora.cli import main
 from aurora.prompts import get_template
 from aurora.testing.media import write_text_file, write_video
 from aurora.train import load_config, train
-from aurora.train.batch import loss_scale, token_loss_sum
+from aurora.train.batch import loss_scale, loss_units, token_loss_sum
 from aurora.train.data import IGNORE, tokenize
 from aurora.train.loop import DataOrder
 from aurora.train.scratch import train_tokenizer
@@ -80,6 +80,38 @@ def test_loss_numerics():
     # two micro-batches of 2 and 3 tokens, scaled by 1/5, give the mean over the 5 tokens
     assert loss_scale(5) * (2 + 3) == pytest.approx(1.0)
     assert loss_scale(5, world_size=2) == pytest.approx(0.4)
+
+
+def test_per_sample_loss_weighs_a_short_answer_like_a_long_one():
+    logits = torch.randn(2, 6, 7)
+    labels = torch.tensor([[IGNORE, 1, IGNORE, IGNORE, IGNORE, IGNORE], [IGNORE, 2, 3, 4, 5, 6]])
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 7), labels[:, 1:].reshape(-1),
+                                           ignore_index=IGNORE, reduction="none").view(2, 5)
+    expected = ce[0, 0] + ce[1].mean()  # 1 token and 5 tokens, each answer averaged on its own
+    torch.testing.assert_close(token_loss_sum(logits, labels, per_sample=True), expected)
+    # a row without answer tokens adds nothing (and no NaN)
+    empty = torch.full((1, 6), IGNORE)
+    assert float(token_loss_sum(logits[:1], empty, per_sample=True)) == 0.0
+
+    class S:  # Sample-shaped: label segments
+        def __init__(self, *labels):
+            self.labels = labels
+
+    samples = [S([IGNORE, 1], [2]), S([IGNORE]), S([5, 6, 7])]
+    assert loss_units(samples) == 5 and loss_units(samples, per_sample=True) == 2
+
+
+def test_per_sample_normalisation_trains_and_accumulates_like_one_batch(dataset, tmp_path):
+    """grad_accum=2 x batch 3 and grad_accum=1 x batch 6 see the same samples: same weights after a step."""
+    runs = {}
+    for name, accum, batch in (("split", 2, 3), ("whole", 1, 6)):
+        final = train(config(dataset, tmp_path / name, loss_normalisation="sample", grad_accum=accum, batch_size=batch,
+                             max_steps=1, warmup_steps=0, save_every=1), progress=False)
+        runs[name] = load_file(final.parent / "checkpoints" / "step_00000001" / "weights.safetensors")
+    for key in runs["split"]:
+        torch.testing.assert_close(runs["split"][key], runs["whole"][key], rtol=1e-4, atol=1e-6)
+    with pytest.raises(Exception, match="loss_normalisation must be one of"):
+        config(dataset, tmp_path / "bad", loss_normalisation="batch")
 
 
 def test_data_order_is_a_permutation_per_epoch_and_reproducible():

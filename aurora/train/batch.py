@@ -20,14 +20,14 @@ class CaptionLoss(nn.Module):
     A module (not a function) so that accelerate/DDP can wrap it and sync gradients.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, per_sample: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.per_sample = model, per_sample
 
     def forward(self, samples: list[Sample], token_kept_ratio: float) -> tuple[torch.Tensor, int]:
         embeds, mask, labels = build_inputs(self.model, samples, token_kept_ratio)
         logits = self.model.language_model(inputs_embeds=embeds, attention_mask=mask).logits
-        return token_loss_sum(logits, labels), int((labels[:, 1:] != IGNORE).sum())
+        return token_loss_sum(logits, labels, self.per_sample), int((labels[:, 1:] != IGNORE).sum())
 
 
 def build_inputs(model, samples: list[Sample], token_kept_ratio: float):
@@ -60,13 +60,26 @@ def build_inputs(model, samples: list[Sample], token_kept_ratio: float):
     return embeds, mask, labels.to(device)
 
 
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed next-token cross-entropy over labelled positions (logits[t] predicts labels[t+1])."""
-    logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    return F.cross_entropy(logits, labels[:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum")
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor, per_sample: bool = False) -> torch.Tensor:
+    """Summed next-token cross-entropy over labelled positions (logits[t] predicts labels[t+1]);
+    `per_sample`: each row's tokens are averaged first, and the rows' means summed."""
+    targets = labels[:, 1:]
+    losses = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                             ignore_index=IGNORE, reduction="none").view(targets.shape)
+    if not per_sample:
+        return losses.sum()
+    counts = (targets != IGNORE).sum(dim=1)
+    return (losses.sum(dim=1) / counts.clamp(min=1)).sum()
 
 
-def loss_scale(step_tokens: int, world_size: int = 1) -> float:
+def loss_units(samples: list[Sample], per_sample: bool = False) -> int:
+    """What a step's loss is averaged over: its answer tokens, or its samples that have any."""
+    counts = [sum(1 for labels in s.labels for label in labels if label != IGNORE) for s in samples]
+    return sum(1 for c in counts if c) if per_sample else sum(counts)
+
+
+def loss_scale(step_units: int, world_size: int = 1) -> float:
     """Factor for a micro-batch's summed loss so the step's gradient is the mean over all of its
-    answer tokens: DDP averages gradients over processes, so multiply that average back up."""
-    return world_size / max(step_tokens, 1)
+    answer tokens (or samples): DDP averages gradients over processes, so multiply that average
+    back up."""
+    return world_size / max(step_units, 1)

@@ -17,6 +17,7 @@ from aurora.train.scratch import ScratchConfig
 
 PARTS = ("tower", "connector", "language_model")
 PRECISIONS = ("no", "bf16", "fp16")
+LOSS_NORMALISATIONS = ("token", "sample")
 
 
 @dataclass
@@ -41,6 +42,9 @@ class TrainConfig:
     warmup_steps: int = 0
     max_steps: int = 1000
     max_grad_norm: float = 1.0
+    # "token": a step's loss is the mean over its answer tokens (LLaVA, AuroraCap); "sample": each
+    # answer's tokens are averaged first, so a one-sentence answer weighs as much as a long caption
+    loss_normalisation: str = "token"
     mixed_precision: str = "no"
     max_length: int = 1024
     save_every: int = 500
@@ -75,6 +79,8 @@ class TrainConfig:
             (self.max_steps >= 1, "max_steps must be >= 1"),
             (0 <= self.warmup_steps <= self.max_steps, "warmup_steps must be in [0, max_steps]"),
             (self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}"),
+            (self.loss_normalisation in LOSS_NORMALISATIONS,
+             f"loss_normalisation must be one of {LOSS_NORMALISATIONS}, got {self.loss_normalisation!r}"),
             (self.save_every >= 1 and self.log_every >= 1, "save_every and log_every must be >= 1"),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         ]

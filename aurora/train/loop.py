@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from aurora.errors import CheckpointError, ConfigError
-from aurora.train.batch import CaptionLoss, loss_scale
+from aurora.train.batch import CaptionLoss, loss_scale, loss_units
 from aurora.train.config import TrainConfig
-from aurora.train.data import IGNORE, VideoTextDataset, read_records, turns_of
+from aurora.train.data import VideoTextDataset, read_records, turns_of
 from aurora.train.scratch import build_from_scratch, train_tokenizer
 
 STATE_FILE = "trainer_state.pt"
@@ -106,11 +106,6 @@ def step_ratio(config: TrainConfig, step: int) -> float:
     return config.token_kept_ratio + u * (config.token_kept_ratio_max - config.token_kept_ratio)
 
 
-def answer_tokens(samples) -> int:
-    """Tokens with loss in a micro-batch (known before the forward pass)."""
-    return sum(sum(1 for label in labels if label != IGNORE) for s in samples for labels in s.labels)
-
-
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train as configured; returns the directory of the finished model."""
     from accelerate import Accelerator
@@ -143,7 +138,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         scheduler.load_state_dict(saved["scheduler"])
         state = Progress(saved["step"], saved["position"])
         torch.set_rng_state(saved["torch_rng"])
-    wrapper, optimizer, scheduler = accelerator.prepare(CaptionLoss(model), optimizer, scheduler)
+    per_sample = config.loss_normalisation == "sample"
+    wrapper, optimizer, scheduler = accelerator.prepare(CaptionLoss(model, per_sample), optimizer, scheduler)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -161,9 +157,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             state.position += len(indices)
             samples = [dataset.get(i) for i in indices[rank::world]]
             micro_batches.append([s for s in samples if s is not None])
-        step_tokens = int(accelerator.reduce(torch.tensor(sum(answer_tokens(b) for b in micro_batches),
-                                                          device=accelerator.device), "sum"))
-        scale = loss_scale(step_tokens, world)
+        step_units = int(accelerator.reduce(torch.tensor(sum(loss_units(b, per_sample) for b in micro_batches),
+                                                         device=accelerator.device), "sum"))
+        scale = loss_scale(step_units, world)
         ratio = step_ratio(config, state.step)
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
@@ -175,7 +171,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                         loss_sum = sum(p.reshape(-1)[0] * 0.0 for p in params)
                 accelerator.backward(loss_sum * scale)
             window["loss"] += float(loss_sum.detach())
-            window["answer"] += answer_tokens(batch)
+            window["answer"] += loss_units(batch, per_sample)
             window["tokens"] += sum(sum(len(seg) for seg in s.segments) for s in batch)
         grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
@@ -187,7 +183,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             elapsed = time.perf_counter() - window["start"]
             record = {
                 "step": state.step,
-                "loss": window["loss"] / max(window["answer"], 1),  # this process's mean token loss
+                "loss": window["loss"] / max(window["answer"], 1),  # this process's mean token (or sample) loss
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
                 "text_tokens_per_s": window["tokens"] * world / elapsed,
