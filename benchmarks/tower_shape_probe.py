@@ -4,8 +4,9 @@
 
 The default model (recipes/default_model.yaml) names colours, backgrounds and camera motion well but
 object kinds near chance. This trains each candidate tower directly on the question it fails —
-the kind of the one object in frame 0 of single-object synthetic clips (`aurora synth`), a linear
-head on the max over its output tokens — and prints held-out accuracy. Baseline: a small CNN
+the kind of the one object in a frame of single-object synthetic clips (`aurora synth`; any of 8
+frames of 85% of the clips to train, frame 0 of the rest to test), a linear head on the max over
+the output tokens — and prints held-out accuracy. Baseline: a small CNN
 (5 convolutions with batch norm), the inductive bias a patchify ViT lacks. Candidates: the
 default model's ViT (4 layers, width 128, 8-px patches on 64 px) through Aurora's merging tower
 at `--ratio`, and the same ViT with a convolutional stem (three stride-2 3x3 convolutions with
@@ -67,8 +68,9 @@ def cnn() -> nn.Module:
                          nn.Linear(128, len(KINDS)))
 
 
-def load_frames(data: Path, clips: int):
-    """Frame 0 of the first `clips` single-object clips (objects that are there from the start)."""
+def load_frames(data: Path, clips: int, frames: int):
+    """(clips, frames, 3, 64, 64) frames of the first `clips` single-object clips (objects that are
+    there from the start), and their kinds."""
     records = []
     with open(data) as f:
         for line in f:
@@ -78,8 +80,8 @@ def load_frames(data: Path, clips: int):
                 records.append(record)
             if len(records) == clips:
                 break
-    frames = np.stack([media.load_visual(str(data.parent / r["video"]), num_frames=1).array[0] for r in records])
-    pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    video = np.stack([media.load_visual(str(data.parent / r["video"]), num_frames=frames).array for r in records])
+    pixels = torch.from_numpy(video).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
     return pixels, torch.tensor([KINDS.index(r["attributes"]["objects"][0]["kind"]) for r in records])
 
 
@@ -90,14 +92,15 @@ def train_probe(model: nn.Module, pixels, kinds, steps: int, batch: int, seed: i
     curve, start = [], time.perf_counter()
     for step in range(1, steps + 1):
         index = torch.randint(0, split, (batch,), generator=generator)
-        loss = nn.functional.cross_entropy(model(pixels[index]), kinds[index])
+        frame = torch.randint(0, pixels.shape[1], (batch,), generator=generator)  # any frame of the clip
+        loss = nn.functional.cross_entropy(model(pixels[index, frame]), kinds[index])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % 100 == 0 or step == steps:
             model.eval()
             with torch.no_grad():
-                accuracy = float((model(pixels[split:]).argmax(1) == kinds[split:]).float().mean())
+                accuracy = float((model(pixels[split:, 0]).argmax(1) == kinds[split:]).float().mean())
             model.train()
             curve.append({"step": step, "loss": float(loss.detach()), "accuracy": accuracy,
                           "seconds": time.perf_counter() - start})
@@ -108,7 +111,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/synth-train/train.jsonl", help="an `aurora synth` JSONL")
     p.add_argument("--clips", type=int, default=3000)
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--frames", type=int, default=8, help="frames per clip to train on (held-out clips: frame 0)")
+    p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--ratio", type=float, default=0.2, help="token kept ratio of the ViT candidates")
     p.add_argument("--threads", type=int, default=2)
@@ -116,8 +120,9 @@ def main():
     p.add_argument("--out", default="benchmarks/results/tower_shape_probe.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    pixels, kinds = load_frames(Path(args.data), args.clips)
-    print(f"{len(kinds)} single-object frames, {int(len(kinds) * 0.85)} to train; chance {1 / len(KINDS):.0%}")
+    pixels, kinds = load_frames(Path(args.data), args.clips, args.frames)
+    print(f"{len(kinds)} single-object clips, {int(len(kinds) * 0.85)} to train on ({args.frames} frames each), "
+          f"the rest to test on (frame 0); chance {1 / len(KINDS):.0%}")
     cases = {"cnn (baseline)": cnn, f"vit, ratio {args.ratio}": lambda: ViTProbe(args.ratio, stem=False),
              f"vit + conv stem, ratio {args.ratio}": lambda: ViTProbe(args.ratio, stem=True)}
     results = {}
