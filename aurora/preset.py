@@ -13,8 +13,9 @@ from pathlib import Path
 
 from aurora.errors import ConfigError
 from aurora.prompts import TEMPLATES
-from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD, RESIZE_MODES, TEMPORAL_INPUTS
 from aurora.vision.merge import SCHEDULES
+from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD, RESIZE_MODES, TEMPORAL_INPUTS
+from aurora.vision.stem import VISION_STEMS
 from aurora.vision.tower import POSITION_INTERPOLATIONS
 
 PRESET_FILE = "aurora_preset.json"
@@ -29,6 +30,7 @@ class Preset:
     image_std: tuple[float, float, float] = CLIP_STD
     resize: str = "shortest_edge_crop"
     temporal_input: str = "none"  # "difference" (6 channels in) or "motion" (8): see FrameTransform
+    vision_stem: str = "patch"  # the tower's patchify convolution, or "conv": aurora.vision.stem
     num_frames: int = 8
     sampling: str = "uniform"
     token_kept_ratio: float = 0.8
@@ -49,6 +51,7 @@ class Preset:
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
             (self.resize in RESIZE_MODES, f"resize must be one of {RESIZE_MODES}"),
             (self.temporal_input in TEMPORAL_INPUTS, f"temporal_input must be one of {TEMPORAL_INPUTS}"),
+            (self.vision_stem in VISION_STEMS, f"vision_stem must be one of {VISION_STEMS}"),
             (self.sampling in SAMPLINGS, f"sampling must be one of {SAMPLINGS}"),
             (self.template in TEMPLATES, f"template must be one of {tuple(TEMPLATES)}"),
             (self.position_interpolation in POSITION_INTERPOLATIONS, "unknown position_interpolation"),

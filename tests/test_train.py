@@ -207,3 +207,33 @@ def test_tokenizer_can_learn_from_other_data_than_the_stage(tmp_path, dataset):
     assert len(wider.encode(" checkerboard", add_special_tokens=False)) < len(own.encode(" checkerboard", add_special_tokens=False))
     with pytest.raises(Exception, match="missing.jsonl"):
         initial_model(config(dataset, tmp_path / "c", scratch={**TINY, "tokenizer_data": str(tmp_path / "missing.jsonl")}), records)
+
+
+def test_conv_stem_trains_saves_and_loads_back(dataset, tmp_path):
+    import aurora
+    from aurora.errors import ConfigError
+    from aurora.models.auroracap import as_hf_llava, save_xtuner
+    from aurora.train.scratch import ScratchConfig
+    from aurora.vision.stem import ConvStem
+
+    final = train(config(dataset, tmp_path / "run", scratch={**TINY, "vision_stem": "conv"}, lr=2e-2, max_steps=8,
+                         save_every=8), progress=False)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+    model = aurora.load(final)
+    stem = model.tower.model.embeddings.patch_embedding
+    assert isinstance(stem, ConvStem) and model.preset.vision_stem == "conv"
+    assert float(stem[1].running_mean.abs().sum()) > 0  # batch-norm statistics were learnt and saved
+    save_xtuner(model, tmp_path / "again")
+    again = aurora.load(tmp_path / "again")
+    pixels = torch.randn(2, model.tower.config.num_channels, 32, 32)
+    with torch.no_grad():
+        features = model.encode(pixels, 0.5)
+        torch.testing.assert_close(again.encode(pixels, 0.5), features, rtol=0, atol=0)
+    assert features.shape[1] == model.tower.tokens_per_frame(32, 32, 0.5)  # same token grid as 8-px patches
+    with pytest.raises(ConfigError, match="vision stem"):
+        as_hf_llava(model)
+    with pytest.raises(ConfigError, match="vision_stem"):
+        ScratchConfig(vision_stem="resnet")
+    with pytest.raises(ConfigError, match="power-of-two"):
+        ConvStem(3, 32, 6)

@@ -20,6 +20,7 @@ import transformers
 from accelerate import init_empty_weights
 from safetensors.torch import load_file, save_file
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     CLIPImageProcessorPil,
@@ -30,10 +31,11 @@ from transformers import (
 )
 
 from aurora.connectors.projector import MLPProjector
-from aurora.errors import CheckpointError
+from aurora.errors import CheckpointError, ConfigError
 from aurora.models.video_llm import VideoLLM
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER
+from aurora.vision.stem import install_stem
 from aurora.vision.tower import MergingVisionTower
 
 VISION_MODELS = {"clip_vision_model": CLIPVisionModel, "siglip_vision_model": SiglipVisionModel}
@@ -59,11 +61,16 @@ def load_xtuner(path: Path, dtype=torch.float32, trust_remote_code: bool = False
     vision_type = _read_config(vision_dir).get("model_type")
     if vision_type not in VISION_MODELS:
         raise CheckpointError(f"{vision_dir} holds a {vision_type!r} model; Aurora's towers are {list(VISION_MODELS)}")
-    vision = _from_pretrained(VISION_MODELS[vision_type], vision_dir, dtype=dtype)
+    preset = Preset.load(path, image_size=_read_config(vision_dir).get("image_size", Preset.image_size))
+    if preset.vision_stem == "patch":
+        vision = _from_pretrained(VISION_MODELS[vision_type], vision_dir, dtype=dtype)
+    else:  # a stem transformers does not know: build the model, put the stem in, then load strictly
+        vision = install_stem(VISION_MODELS[vision_type](AutoConfig.from_pretrained(vision_dir)), preset.vision_stem)
+        _load_strict(vision, _read_weights(vision_dir), vision_dir)
+        vision = vision.to(dtype).eval()
     language_model = _from_pretrained(AutoModelForCausalLM, path, dtype=dtype, trust_remote_code=trust_remote_code)
     projector = _load_projector(path / "projector").to(dtype)
     tokenizer = _load_tokenizer(path, trust_remote_code)
-    preset = Preset.load(path, image_size=vision.config.image_size)
     return build(vision, projector, language_model, tokenizer, preset)
 
 
@@ -135,6 +142,9 @@ def as_hf_llava(model: VideoLLM) -> LlavaForConditionalGeneration:
         tokenizer.add_tokens([IMAGE_PLACEHOLDER], special_tokens=True)
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    if model.preset.vision_stem != "patch":
+        raise ConfigError(f"transformers' LLaVA has no {model.preset.vision_stem!r} vision stem; "
+                          "save this model in Aurora's (xtuner) layout instead")
     lm, connector, tower = model.language_model, model.connector, model.tower
     config = LlavaConfig(
         vision_config=tower.model.config,

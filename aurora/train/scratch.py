@@ -17,6 +17,7 @@ from aurora.connectors.projector import MLPProjector
 from aurora.errors import ConfigError
 from aurora.preset import Preset
 from aurora.vision.preprocess import TEMPORAL_CHANNELS, TEMPORAL_INPUTS
+from aurora.vision.stem import VISION_STEMS, install_stem
 
 LLAMA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 
@@ -26,6 +27,7 @@ class ScratchConfig:
     image_size: int = 64
     patch_size: int = 8
     temporal_input: str = "difference"
+    vision_stem: str = "patch"  # "conv": stride-2 convolutions instead of the patchify one (shape is learnt faster)
     vision_hidden: int = 96
     vision_layers: int = 4
     vision_heads: int = 4
@@ -48,6 +50,8 @@ class ScratchConfig:
     def __post_init__(self):
         if self.temporal_input not in TEMPORAL_INPUTS:
             raise ConfigError(f"temporal_input must be one of {TEMPORAL_INPUTS}, got {self.temporal_input!r}")
+        if self.vision_stem not in VISION_STEMS:
+            raise ConfigError(f"vision_stem must be one of {VISION_STEMS}, got {self.vision_stem!r}")
         if self.image_size % self.patch_size:
             raise ConfigError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         for name in ("vision_hidden", "lm_hidden"):
@@ -86,6 +90,7 @@ def build_from_scratch(config: ScratchConfig, tokenizer):
         num_attention_heads=config.vision_heads, image_size=config.image_size, patch_size=config.patch_size,
         num_channels=temporal_channels,
     ))
+    install_stem(vision, config.vision_stem)
     language_model = LlamaForCausalLM(LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=config.lm_hidden, intermediate_size=config.lm_mlp,
         num_hidden_layers=config.lm_layers, num_attention_heads=config.lm_heads, num_key_value_heads=config.lm_heads,
@@ -94,7 +99,7 @@ def build_from_scratch(config: ScratchConfig, tokenizer):
     ))
     projector = MLPProjector(config.vision_hidden, config.lm_hidden)
     preset = Preset(
-        image_size=config.image_size, resize="squash", temporal_input=config.temporal_input,
+        image_size=config.image_size, resize="squash", temporal_input=config.temporal_input, vision_stem=config.vision_stem,
         num_frames=config.num_frames, token_kept_ratio=config.token_kept_ratio, feature_layer=-1,
         position_interpolation="transformers", template="vicuna", default_prompt=config.default_prompt,
         max_new_tokens=config.max_new_tokens,

@@ -117,8 +117,8 @@ class MergingVisionTower(nn.Module):
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Patch embeddings + (interpolated) position embeddings (+ CLS, + pre-norm for CLIP)."""
         emb = self.model.embeddings
-        weight = emb.patch_embedding.weight
-        patches = emb.patch_embedding(pixel_values.to(weight.dtype))  # (N, C, h, w)
+        dtype = next(emb.patch_embedding.parameters()).dtype  # a patchify conv or a conv stem
+        patches = emb.patch_embedding(pixel_values.to(dtype))  # (N, C, h, w)
         grid_h, grid_w = patches.shape[-2:]
         patches = patches.flatten(2).transpose(1, 2)  # (N, h*w, C)
         if self.has_cls:

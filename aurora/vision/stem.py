@@ -1,0 +1,42 @@
+"""A convolutional stem for from-scratch towers: it replaces the ViT's patchify convolution.
+
+A patchify stem (one k x k convolution with stride k) makes small ViTs trained from scratch slow to
+learn shape (Xiao et al., "Early convolutions help transformers see better", 2021);
+`benchmarks/tower_shape_probe.py` measures it on synthetic clips. This stem reaches the same token
+grid with log2(patch_size) stride-2 3x3 convolutions, each with batch norm and GELU, then a 1x1
+projection to the tower's width, so everything after the patch embedding (positions, merging,
+layers) is unchanged. Hand-written because transformers' CLIP/SigLIP have no such option.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from aurora.errors import ConfigError
+
+VISION_STEMS = ("patch", "conv")
+
+
+class ConvStem(nn.Sequential):
+    def __init__(self, in_channels: int, width: int, patch_size: int):
+        steps = int(math.log2(patch_size))
+        if patch_size < 2 or 2**steps != patch_size:
+            raise ConfigError(f"a conv stem needs a power-of-two patch_size >= 2, got {patch_size}")
+        layers, channels = [], in_channels
+        for i in range(steps):
+            out = max(width // 2 ** (steps - 1 - i), 16)  # widths double up to the tower's width
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.GELU()]
+            channels = out
+        super().__init__(*layers, nn.Conv2d(channels, width, 1))
+
+
+def install_stem(vision_model: nn.Module, stem: str) -> nn.Module:
+    """Put the named stem into a transformers CLIP/SigLIP vision model (in place; returns it)."""
+    if stem not in VISION_STEMS:
+        raise ConfigError(f"vision_stem must be one of {VISION_STEMS}, got {stem!r}")
+    if stem == "conv":
+        config = vision_model.config
+        vision_model.embeddings.patch_embedding = ConvStem(config.num_channels, config.hidden_size, config.patch_size)
+    return vision_model
