@@ -9,8 +9,8 @@ frames of 85% of the clips to train, frame 0 of the rest to test), a linear head
 the output tokens — and prints held-out accuracy. Baseline: a small CNN
 (5 convolutions with batch norm), the inductive bias a patchify ViT lacks. Candidates: the
 default model's ViT (4 layers, width 128, 8-px patches on 64 px) through Aurora's merging tower
-at `--ratio`, and the same ViT with a convolutional stem (three stride-2 3x3 convolutions with
-batch norm in place of the 8x8 patchify convolution).
+at `--ratio`, and the same ViT with `vision_stem: conv` (aurora/vision/stem.py: three stride-2 3x3
+convolutions with batch norm in place of the 8x8 patchify convolution).
 """
 
 from __future__ import annotations
@@ -26,23 +26,10 @@ from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from aurora import media
+from aurora.vision.stem import install_stem
 from aurora.vision.tower import MergingVisionTower
 
 KINDS = ("circle", "square", "triangle", "star", "cross")
-
-
-class ConvStem(nn.Sequential):
-    """Three stride-2 convolutions: 64 px -> an 8x8 grid of `width` features, like 8-px patches."""
-
-    def __init__(self, channels: int, width: int):
-        layers = []
-        for cin, cout in ((channels, 32), (32, 64), (64, width)):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.BatchNorm2d(cout), nn.GELU()]
-        super().__init__(*layers, nn.Conv2d(width, width, 1))
-
-    @property
-    def weight(self):  # the tower reads the patch embedding's dtype from here
-        return self[0].weight
 
 
 class ViTProbe(nn.Module):
@@ -50,8 +37,7 @@ class ViTProbe(nn.Module):
         super().__init__()
         vit = CLIPVisionModel(CLIPVisionConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                                                num_attention_heads=4, image_size=64, patch_size=8))
-        if stem:
-            vit.embeddings.patch_embedding = ConvStem(3, 128)
+        install_stem(vit, "conv" if stem else "patch")
         self.tower, self.ratio = MergingVisionTower(vit, feature_layer=-1, position_interpolation="transformers"), ratio
         self.head = nn.Linear(128, len(KINDS))
 
