@@ -58,10 +58,11 @@ def build(vision_model, projector: MLPProjector, language_model, tokenizer, pres
 
 def load_xtuner(path: Path, dtype=torch.float32, trust_remote_code: bool = False) -> VideoLLM:
     vision_dir = path / "visual_encoder"
-    vision_type = _read_config(vision_dir).get("model_type")
+    vision_config = _read_config(vision_dir)
+    vision_type = vision_config.get("model_type")
     if vision_type not in VISION_MODELS:
         raise CheckpointError(f"{vision_dir} holds a {vision_type!r} model; Aurora's towers are {list(VISION_MODELS)}")
-    preset = Preset.load(path, image_size=_read_config(vision_dir).get("image_size", Preset.image_size))
+    preset = Preset.load(path, image_size=vision_config.get("image_size", Preset.image_size))
     if preset.vision_stem == "patch":
         vision = _from_pretrained(VISION_MODELS[vision_type], vision_dir, dtype=dtype)
     else:  # a stem transformers does not know: build the model, put the stem in, then load strictly
