@@ -56,6 +56,15 @@ def test_scores_resume_and_sweep_outputs(split, xtuner_ckpt, tmp_path):
     assert (tmp_path / "table.md").read_text().startswith("| ratio | tokens/frame | overall")
     assert (tmp_path / "plot.png").stat().st_size > 1000
     assert summary["results"]["1"]["relative_to_best"] <= 1.0  # keys are ratios formatted with :g
+    # the same scores split by how many objects a clip holds: only the wrong clip's group loses
+    by_objects = result["by_objects"]
+    counts = {r["id"]: len(r["attributes"]["objects"]) for r in records}
+    assert sum(group["n"] for group in by_objects.values()) == 6
+    assert {k: g["n"] for k, g in by_objects.items()} == {str(c): list(counts.values()).count(c) for c in set(counts.values())}
+    wrong_group = str(counts[records[0]["id"]])
+    assert by_objects[wrong_group]["overall"] < 1.0
+    assert all(g["overall"] == 1.0 for k, g in by_objects.items() if k != wrong_group)
+    assert f"| 0.5 | {wrong_group} | {by_objects[wrong_group]['n']} |" in (tmp_path / "table.md").read_text()
 
 
 def test_eval_cli(split, xtuner_ckpt, tmp_path, capsys):
