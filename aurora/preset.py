@@ -30,7 +30,7 @@ class Preset:
     image_std: tuple[float, float, float] = CLIP_STD
     resize: str = "shortest_edge_crop"
     temporal_input: str = "none"  # "difference" (6 channels in) or "motion" (8): see FrameTransform
-    vision_stem: str = "patch"  # the tower's patchify convolution, or "conv": aurora.vision.stem
+    vision_stem: str = "patch"  # the tower's patchify convolution, or "conv" / "cnn": aurora.vision.stem
     num_frames: int = 8
     sampling: str = "uniform"
     token_kept_ratio: float = 0.8

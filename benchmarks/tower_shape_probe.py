@@ -10,7 +10,8 @@ the output tokens — and prints held-out accuracy. Baseline: a small CNN
 (5 convolutions with batch norm), the inductive bias a patchify ViT lacks. Candidates: the
 default model's ViT (4 layers, width 128, 8-px patches on 64 px) through Aurora's merging tower
 at `--ratio`, and the same ViT with `vision_stem: conv` (aurora/vision/stem.py: three stride-2 3x3
-convolutions with batch norm in place of the 8x8 patchify convolution).
+convolutions with batch norm in place of the 8x8 patchify convolution) or `vision_stem: cnn` (five
+3x3 convolutions, the first at full resolution, then a max pool to the same 8x8 grid).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ KINDS = ("circle", "square", "triangle", "star", "cross")
 
 
 class ViTProbe(nn.Module):
-    def __init__(self, ratio: float, stem: bool):
+    def __init__(self, ratio: float, stem: str):
         super().__init__()
         vit = CLIPVisionModel(CLIPVisionConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                                                num_attention_heads=4, image_size=64, patch_size=8))
-        install_stem(vit, "conv" if stem else "patch")
+        install_stem(vit, stem)
         self.tower, self.ratio = MergingVisionTower(vit, feature_layer=-1, position_interpolation="transformers"), ratio
         self.head = nn.Linear(128, len(KINDS))
 
@@ -109,8 +110,9 @@ def main():
     pixels, kinds = load_frames(Path(args.data), args.clips, args.frames)
     print(f"{len(kinds)} single-object clips, {int(len(kinds) * 0.85)} to train on ({args.frames} frames each), "
           f"the rest to test on (frame 0); chance {1 / len(KINDS):.0%}")
-    cases = {"cnn (baseline)": cnn, f"vit, ratio {args.ratio}": lambda: ViTProbe(args.ratio, stem=False),
-             f"vit + conv stem, ratio {args.ratio}": lambda: ViTProbe(args.ratio, stem=True)}
+    cases = {"cnn (baseline)": cnn, f"vit, ratio {args.ratio}": lambda: ViTProbe(args.ratio, "patch"),
+             f"vit + conv stem, ratio {args.ratio}": lambda: ViTProbe(args.ratio, "conv"),
+             f"vit + cnn stem, ratio {args.ratio}": lambda: ViTProbe(args.ratio, "cnn")}
     results = {}
     for name, build in cases.items():
         torch.manual_seed(args.seed)

@@ -209,20 +209,21 @@ def test_tokenizer_can_learn_from_other_data_than_the_stage(tmp_path, dataset):
         initial_model(config(dataset, tmp_path / "c", scratch={**TINY, "tokenizer_data": str(tmp_path / "missing.jsonl")}), records)
 
 
-def test_conv_stem_trains_saves_and_loads_back(dataset, tmp_path):
+@pytest.mark.parametrize("stem_name", ["conv", "cnn"])
+def test_stem_trains_saves_and_loads_back(dataset, tmp_path, stem_name):
     import aurora
     from aurora.errors import ConfigError
     from aurora.models.auroracap import as_hf_llava, save_xtuner
     from aurora.train.scratch import ScratchConfig
-    from aurora.vision.stem import ConvStem
+    from aurora.vision.stem import STEMS
 
-    final = train(config(dataset, tmp_path / "run", scratch={**TINY, "vision_stem": "conv"}, lr=2e-2, max_steps=8,
+    final = train(config(dataset, tmp_path / "run", scratch={**TINY, "vision_stem": stem_name}, lr=2e-2, max_steps=8,
                          save_every=8), progress=False)
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["loss"] < metrics[0]["loss"]
     model = aurora.load(final)
     stem = model.tower.model.embeddings.patch_embedding
-    assert isinstance(stem, ConvStem) and model.preset.vision_stem == "conv"
+    assert isinstance(stem, STEMS[stem_name]) and model.preset.vision_stem == stem_name
     assert float(stem[1].running_mean.abs().sum()) > 0  # batch-norm statistics were learnt and saved
     save_xtuner(model, tmp_path / "again")
     again = aurora.load(tmp_path / "again")
@@ -236,4 +237,4 @@ def test_conv_stem_trains_saves_and_loads_back(dataset, tmp_path):
     with pytest.raises(ConfigError, match="vision_stem"):
         ScratchConfig(vision_stem="resnet")
     with pytest.raises(ConfigError, match="power-of-two"):
-        ConvStem(3, 32, 6)
+        STEMS[stem_name](3, 32, 6)

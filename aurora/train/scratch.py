@@ -27,7 +27,7 @@ class ScratchConfig:
     image_size: int = 64
     patch_size: int = 8
     temporal_input: str = "difference"
-    vision_stem: str = "patch"  # "conv": stride-2 convolutions instead of the patchify one (aurora.vision.stem)
+    vision_stem: str = "patch"  # "conv" or "cnn": convolutions instead of the patchify one (aurora.vision.stem)
     vision_hidden: int = 96
     vision_layers: int = 4
     vision_heads: int = 4
