@@ -20,15 +20,26 @@ from aurora.errors import ConfigError
 VISION_STEMS = ("patch", "conv", "cnn")
 
 
+def _halvings(patch_size: int, stem: str) -> int:
+    """log2(patch_size): how many times a stem halves the resolution to reach the patch grid."""
+    steps = int(math.log2(patch_size))
+    if patch_size < 2 or 2**steps != patch_size:
+        raise ConfigError(f"a {stem} stem needs a power-of-two patch_size >= 2, got {patch_size}")
+    return steps
+
+
+def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    """3x3 convolution, batch norm, GELU."""
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.BatchNorm2d(cout), nn.GELU()]
+
+
 class ConvStem(nn.Sequential):
     def __init__(self, in_channels: int, width: int, patch_size: int):
-        steps = int(math.log2(patch_size))
-        if patch_size < 2 or 2**steps != patch_size:
-            raise ConfigError(f"a conv stem needs a power-of-two patch_size >= 2, got {patch_size}")
+        steps = _halvings(patch_size, "conv")
         layers, channels = [], in_channels
         for i in range(steps):
             out = max(width // 2 ** (steps - 1 - i), 16)  # widths double up to the tower's width
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.GELU()]
+            layers += _block(channels, out, 2)
             channels = out
         super().__init__(*layers, nn.Conv2d(channels, width, 1))
 
@@ -44,17 +55,11 @@ class CNNStem(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, width: int, patch_size: int):
-        steps = int(math.log2(patch_size))
-        if patch_size < 2 or 2**steps != patch_size:
-            raise ConfigError(f"a cnn stem needs a power-of-two patch_size >= 2, got {patch_size}")
-
-        def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.BatchNorm2d(cout), nn.GELU()]
-
+        steps = _halvings(patch_size, "cnn")
         channels = max(width // 2**steps, 16)
-        layers = block(in_channels, channels, 1)
+        layers = _block(in_channels, channels, 1)
         for _ in range(steps - 1):
-            layers += block(channels, 2 * channels, 2) + block(2 * channels, 2 * channels, 1)
+            layers += _block(channels, 2 * channels, 2) + _block(2 * channels, 2 * channels, 1)
             channels *= 2
         super().__init__(*layers, nn.MaxPool2d(2), nn.Conv2d(channels, width, 1))
 
