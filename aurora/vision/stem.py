@@ -1,12 +1,10 @@
-"""A convolutional stem for from-scratch towers: it replaces the ViT's patchify convolution.
+"""Convolutional stems for from-scratch towers: they replace the ViT's patchify convolution.
 
 A patchify stem (one k x k convolution with stride k) makes small ViTs trained from scratch slow to
 learn shape (Xiao et al., "Early convolutions help transformers see better", 2021);
-`benchmarks/tower_shape_probe.py` measures it on synthetic clips. This stem reaches the same token
-grid with log2(patch_size) stride-2 3x3 convolutions, each with batch norm and GELU, then a 1x1
-projection to the tower's width, so everything after the patch embedding (positions, merging,
-layers) is unchanged. `CNNStem` ("cnn") spends more compute at full resolution and learns shape
-faster. Hand-written because transformers' CLIP/SigLIP have no such option.
+`benchmarks/tower_shape_probe.py` measures it on synthetic clips. Both stems here reach the same
+token grid as the patchify one, so everything after the patch embedding (positions, merging,
+layers) is unchanged. Hand-written because transformers' CLIP/SigLIP have no such option.
 """
 
 from __future__ import annotations
@@ -16,9 +14,6 @@ import math
 from torch import nn
 
 from aurora.errors import ConfigError
-
-VISION_STEMS = ("patch", "conv", "cnn")
-
 
 def _halvings(patch_size: int, stem: str) -> int:
     """log2(patch_size): how many times a stem halves the resolution to reach the patch grid."""
@@ -34,6 +29,9 @@ def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
 
 
 class ConvStem(nn.Sequential):
+    """log2(patch_size) stride-2 3x3 convolutions (batch norm, GELU), widths doubling up to the
+    tower's, then a 1x1 projection."""
+
     def __init__(self, in_channels: int, width: int, patch_size: int):
         steps = _halvings(patch_size, "conv")
         layers, channels = [], in_channels
@@ -65,6 +63,7 @@ class CNNStem(nn.Sequential):
 
 
 STEMS = {"conv": ConvStem, "cnn": CNNStem}
+VISION_STEMS = ("patch", *STEMS)  # "patch": the model's own patchify convolution
 
 
 def install_stem(vision_model: nn.Module, stem: str) -> nn.Module:
