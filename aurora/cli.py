@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", dest="mixed_precision", choices=("no", "bf16", "fp16"))
     p.add_argument("--loss-normalisation", dest="loss_normalisation", choices=("token", "sample"),
                    help="average the loss over answer tokens (default) or per answer, then over answers")
+    p.add_argument("--objective", choices=("caption", "attributes"),
+                   help="caption (default) or attributes: the tower alone on `aurora synth` ground truth")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
@@ -228,7 +230,7 @@ def run_synth(args) -> int:
 
 TRAIN_FLAGS = ("data", "output_dir", "model", "train_parts", "lora_rank", "token_kept_ratio", "num_frames",
                "batch_size", "grad_accum", "lr", "max_steps", "warmup_steps", "save_every", "log_every",
-               "mixed_precision", "seed", "threads")
+               "mixed_precision", "loss_normalisation", "objective", "seed", "threads")
 
 
 def run_train(args) -> int:

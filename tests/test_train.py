@@ -173,6 +173,9 @@ def test_train_cli_config_file_and_flag_overrides(dataset, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     saved = (tmp_path / "cli" / "config.yaml").read_text()
     assert "max_steps: 2" in saved and "- tower" in saved
+    code = main(["train", "--config", str(yaml_path), "--max-steps", "1", "--output-dir", str(tmp_path / "cli2"),
+                 "--loss-normalisation", "sample"])
+    assert code == 0 and "loss_normalisation: sample" in (tmp_path / "cli2" / "config.yaml").read_text()
     code = main(["train", "--config", str(yaml_path), "--output-dir", str(tmp_path / "cli")])
     assert code == 2 and "--resume" in capsys.readouterr().err  # refuses to overwrite checkpoints
     code = main(["train", "--config", str(yaml_path), "--train-parts", "wings"])

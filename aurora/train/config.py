@@ -18,6 +18,7 @@ from aurora.train.scratch import ScratchConfig
 PARTS = ("tower", "connector", "language_model")
 PRECISIONS = ("no", "bf16", "fp16")
 LOSS_NORMALISATIONS = ("token", "sample")
+OBJECTIVES = ("caption", "attributes")
 
 
 @dataclass
@@ -28,6 +29,10 @@ class TrainConfig:
     scratch: ScratchConfig = field(default_factory=ScratchConfig)
     media_root: str | None = None  # relative media paths resolve here (default: the data file's folder)
     train_parts: tuple[str, ...] = ("connector",)
+    # "caption": answer-token loss through the language model; "attributes": the tower alone, with
+    # linear heads on the ground truth of `aurora synth` records (aurora.train.attributes)
+    objective: str = "caption"
+    attribute_frames: int = 0  # objective attributes: frames per clip through the tower (0: all num_frames)
     lora_rank: int = 0  # > 0: LoRA (peft) on the language model instead of training it fully
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
@@ -69,6 +74,10 @@ class TrainConfig:
             (bool(self.train_parts) or self.lora_rank > 0, "nothing to train: set train_parts or lora_rank"),
             (not (self.lora_rank > 0 and "language_model" in self.train_parts),
              "lora_rank > 0 trains the language model through LoRA: drop language_model from train_parts"),
+            (self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}"),
+            (self.objective != "attributes" or (self.train_parts == ("tower",) and self.lora_rank == 0),
+             "objective attributes trains the vision tower alone: set train_parts: [tower] and no lora_rank"),
+            (self.attribute_frames >= 0, "attribute_frames must be >= 0 (0: all of num_frames)"),
             (0 < self.token_kept_ratio <= 1, f"token_kept_ratio must be in (0, 1], got {self.token_kept_ratio}"),
             (self.token_kept_ratio_max is None or self.token_kept_ratio <= self.token_kept_ratio_max <= 1,
              "token_kept_ratio_max must be in [token_kept_ratio, 1]"),

@@ -25,13 +25,15 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from aurora.errors import CheckpointError, ConfigError
+from aurora.train.attributes import AttributeDataset, AttributeHeads, AttributeLoss
 from aurora.train.batch import CaptionLoss, loss_scale, loss_units
-from aurora.train.config import TrainConfig
+from aurora.train.config import PARTS, TrainConfig
 from aurora.train.data import VideoTextDataset, read_records, turns_of
 from aurora.train.scratch import build_from_scratch, train_tokenizer
 
 STATE_FILE = "trainer_state.pt"
 WEIGHTS_FILE = "weights.safetensors"
+HEADS_FILE = "heads.safetensors"  # objective attributes: the heads, needed to resume
 
 
 class DataOrder:
@@ -125,21 +127,32 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     records = read_records(config.data)
     model = initial_model(config, records) if latest is None else _model_from_checkpoint(latest)
     params = set_trainable(model, config.train_parts, config.lora_rank, config.lora_alpha, config.lora_targets)
-    model.to(accelerator.device)
-    dataset = VideoTextDataset(records, model.tokenizer, model.template, config.num_frames, config.max_length,
-                               config.media_root, model.preset.sampling)
+    per_sample = config.loss_normalisation == "sample"
+    heads = None
+    if config.objective == "attributes":
+        dataset = AttributeDataset(records, config.num_frames, model.preset.image_size,
+                                   model.tower.config.patch_size, config.media_root, model.preset.sampling)
+        heads = AttributeHeads(model.tower.config.hidden_size)
+        params += list(heads.parameters())
+        objective = AttributeLoss(model, heads, config.attribute_frames)
+    else:
+        dataset = VideoTextDataset(records, model.tokenizer, model.template, config.num_frames, config.max_length,
+                                   config.media_root, model.preset.sampling)
+        objective = CaptionLoss(model, per_sample)
+    objective.to(accelerator.device)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     state = Progress()
     if latest is not None:
         load_model(model, latest / WEIGHTS_FILE)
+        if heads is not None:
+            load_model(heads, latest / HEADS_FILE)
         saved = torch.load(latest / STATE_FILE, map_location="cpu", weights_only=True)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = Progress(saved["step"], saved["position"])
         torch.set_rng_state(saved["torch_rng"])
-    per_sample = config.loss_normalisation == "sample"
-    wrapper, optimizer, scheduler = accelerator.prepare(CaptionLoss(model, per_sample), optimizer, scheduler)
+    wrapper, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -150,6 +163,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                desc="train", unit="step", dynamic_ncols=True)
     window = _new_window()
     model.train()
+    for part in PARTS:  # frozen parts run as at inference (batch-norm statistics stay put)
+        if part not in config.train_parts and not (part == "language_model" and config.lora_rank > 0):
+            getattr(model, part).eval()
     while state.step < config.max_steps:
         micro_batches = []
         for _ in range(config.grad_accum):  # each process takes its slice of the next global batch
@@ -157,7 +173,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             state.position += len(indices)
             samples = [dataset.get(i) for i in indices[rank::world]]
             micro_batches.append([s for s in samples if s is not None])
-        step_units = int(accelerator.reduce(torch.tensor(sum(loss_units(b, per_sample) for b in micro_batches),
+        units = len if heads is not None else (lambda b: loss_units(b, per_sample))  # samples or answer tokens
+        step_units = int(accelerator.reduce(torch.tensor(sum(units(b) for b in micro_batches),
                                                          device=accelerator.device), "sum"))
         scale = loss_scale(step_units, world)
         ratio = step_ratio(config, state.step)
@@ -166,13 +183,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             with accelerator.no_sync(wrapper) if not last else nullcontext():
                 with accelerator.autocast():
                     if batch:
-                        loss_sum, _ = wrapper(batch, ratio)
+                        loss_sum, extra = wrapper(batch, ratio)
+                        for name, value in (extra.items() if heads is not None else ()):
+                            window["accuracy"].setdefault(name, []).append(value)
                     else:  # every record of this slice was skipped: a zero loss keeps processes in step
                         loss_sum = sum(p.reshape(-1)[0] * 0.0 for p in params)
                 accelerator.backward(loss_sum * scale)
             window["loss"] += float(loss_sum.detach())
-            window["answer"] += loss_units(batch, per_sample)
-            window["tokens"] += sum(sum(len(seg) for seg in s.segments) for s in batch)
+            window["answer"] += units(batch)
+            window["tokens"] += len(batch) if heads is not None else sum(sum(len(g) for g in s.segments) for s in batch)
         grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -186,12 +205,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 "loss": window["loss"] / max(window["answer"], 1),  # this process's mean token (or sample) loss
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
-                "text_tokens_per_s": window["tokens"] * world / elapsed,
+                ("clips_per_s" if heads is not None else "text_tokens_per_s"): window["tokens"] * world / elapsed,
                 "skipped_records": dataset.skipped.total,
                 "epoch": state.position / len(dataset),
             }
+            if heads is not None:  # this process's training-batch accuracy per head
+                record["accuracy"] = {k: float(np.nanmean(v)) for k, v in window["accuracy"].items()}
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
-                            tok_s=f"{record['text_tokens_per_s']:.0f}")
+                            **{k.split("_")[0] + "_s": f"{v:.0f}" for k, v in record.items() if k.endswith("_per_s")})
             if accelerator.is_main_process:
                 with open(out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -200,7 +221,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 _save_checkpoint(checkpoints, accelerator.unwrap_model(wrapper).model, optimizer, scheduler, state,
-                                 config.keep_checkpoints)
+                                 config.keep_checkpoints, heads)
     bar.close()
     final = out / "model"
     if accelerator.is_main_process:
@@ -213,7 +234,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
 
 def _new_window() -> dict:
-    return {"loss": 0.0, "tokens": 0, "answer": 0, "start": time.perf_counter()}
+    return {"loss": 0.0, "tokens": 0, "answer": 0, "accuracy": {}, "start": time.perf_counter()}
 
 
 def _latest_checkpoint(directory: Path) -> Path | None:
@@ -228,7 +249,7 @@ def _model_from_checkpoint(checkpoint: Path):
     return load(checkpoint / "model", device="cpu", dtype="float32")
 
 
-def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: Progress, keep: int) -> None:
+def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: Progress, keep: int, heads=None) -> None:
     """Write step_N atomically (a temp dir renamed into place), then drop the oldest beyond `keep`."""
     final = directory / f"step_{state.step:08d}"
     tmp = directory / f".tmp_step_{state.step:08d}"
@@ -236,6 +257,8 @@ def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: Progre
     tmp.mkdir(parents=True)
     _export(model, tmp / "model")
     save_model(model, str(tmp / WEIGHTS_FILE))
+    if heads is not None:
+        save_model(heads, str(tmp / HEADS_FILE))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": state.step,
                 "position": state.position, "torch_rng": torch.get_rng_state()}, tmp / STATE_FILE)
     shutil.rmtree(final, ignore_errors=True)
