@@ -88,7 +88,7 @@ class TextCallbackStreamer(BaseStreamer):
         self._emit(self.tokenizer.decode(self.tokens, skip_special_tokens=True), final=True)
 
     def _emit(self, text: str, final: bool = False):
-        text = cut_at_stop(text, self.stop)
+        text = cut_at_stop(text.lstrip(), self.stop)  # as `_finish`: no space before the first word
         if not final:  # hold back a tail that may still grow into a stop string
             text = text[: len(text) - _stop_prefix_length(text, self.stop)]
         if len(text) > self.emitted and self.on_text is not None:

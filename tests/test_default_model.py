@@ -28,7 +28,9 @@ def default_model():
 @pytest.mark.parametrize("clip", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_default_model_names_the_right_objects_colours_and_motions(default_model, clip):
     truth = json.loads(clip.with_suffix(".json").read_text())["attributes"]
-    reply = default_model.caption(str(clip))
+    streamed = []
+    reply = default_model.caption(str(clip), on_text=streamed.append)
+    assert "".join(streamed) == reply.text and reply.text == reply.text.strip()  # no space before the first word
     read = extract(reply.text)
     said = {(o["kind"], o["colour"], o["motion"]) for o in read["objects"]}
     expected = {(o["kind"], o["colour"], o["motion"]) for o in truth["objects"]}

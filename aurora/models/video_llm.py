@@ -193,7 +193,7 @@ class VideoLLM(nn.Module):
         ended = next((i for i, token in enumerate(ids) if token in eos), None)
         if ended is not None:
             ids = ids[:ended]  # drop EOS and the padding after it
-        full_text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        full_text = self.tokenizer.decode(ids, skip_special_tokens=True).lstrip()  # the template's space before the answer
         text = cut_at_stop(full_text, options.stop)
         if cancel is not None and cancel.is_set():
             reason = "cancelled"
