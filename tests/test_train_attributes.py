@@ -112,7 +112,7 @@ def synth_data(tmp_path_factory):
 
 def attribute_config(data, out, **overrides):
     settings = dict(data=data, output_dir=str(out), scratch=TINY, objective="attributes", train_parts=["tower"],
-                    token_kept_ratio=0.5, num_frames=4, batch_size=4, lr=5e-3, warmup_steps=2, max_steps=12,
+                    token_kept_ratio=0.5, num_frames=4, attribute_frames=2, batch_size=4, lr=5e-3, warmup_steps=2, max_steps=12,
                     save_every=4, log_every=2, seed=0)
     return load_config(**{**settings, **overrides})
 
@@ -157,6 +157,26 @@ def test_attribute_training_learns_exports_the_tower_and_resumes(synth_data, tmp
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
 
 
+def test_a_frame_subset_keeps_its_targets_aligned(synth_data):
+    """attribute_frames: the drawn frames and their targets stay together; temporal channels come
+    from the whole clip first."""
+    from aurora.train.attributes import AttributeDataset, AttributeHeads, AttributeLoss
+    from aurora.train.data import read_records
+    from aurora.train.loop import initial_model
+
+    cfg = attribute_config(synth_data, "unused")
+    model = initial_model(cfg, read_records(synth_data))
+    dataset = AttributeDataset(read_records(synth_data), 4, 32, 8)
+    sample = dataset.get(0)
+    full = model.transform(sample.frames)  # (4, C, 32, 32)
+    torch.manual_seed(3)
+    sub = AttributeLoss(model, AttributeHeads(32), frames_per_clip=2)._subsample(sample)
+    kept = [i for i in range(4) for j in range(2) if torch.equal(full[i], sub.frames[j])]
+    assert len(kept) == 2 and kept == sorted(kept)
+    assert np.array_equal(sub.targets.tokens["colour"], sample.targets.tokens["colour"][kept])
+    assert np.array_equal(sub.targets.members, sample.targets.members[kept])
+
+
 def test_a_frozen_tower_keeps_its_batch_norm_statistics(synth_data, tmp_path):
     first = train(attribute_config(synth_data, tmp_path / "tower", max_steps=4, save_every=4), progress=False)
     caption = load_config(data=synth_data, output_dir=str(tmp_path / "caption"), model=str(first),
@@ -172,5 +192,7 @@ def test_a_frozen_tower_keeps_its_batch_norm_statistics(synth_data, tmp_path):
 def test_attribute_objective_trains_the_tower_alone(synth_data, tmp_path):
     with pytest.raises(ConfigError, match="train_parts: \\[tower\\]"):
         attribute_config(synth_data, tmp_path, train_parts=["tower", "connector"])
+    with pytest.raises(ConfigError, match="attribute_frames"):
+        attribute_config(synth_data, tmp_path, attribute_frames=-1)
     with pytest.raises(ConfigError, match="objective must be one of"):
         attribute_config(synth_data, tmp_path, objective="contrastive")
