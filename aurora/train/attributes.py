@@ -27,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aurora import media
 from aurora.errors import ConfigError
 from aurora.synth.render import coverage
 from aurora.synth.scene import SceneObject, track
 from aurora.synth.vocab import BACKGROUND_TYPES, CAMERAS, COLOURS, KINDS, MOTIONS, PATTERNS, SIZES
-from aurora.train.data import IGNORE
+from aurora.train.data import IGNORE, RecordDataset, media_path
 
 # name -> classes; dense heads label object tokens only, except "object" (object vs background)
 TOKEN_HEADS = {"object": ("background", "object"), "kind": KINDS, "colour": COLOURS, "size": SIZES, "motion": MOTIONS,
@@ -219,50 +220,32 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(-1)[keep] == labels[keep]).float().mean()) if keep.any() else float("nan")
 
 
-class AttributeDataset:
+class AttributeDataset(RecordDataset):
     """`aurora synth` records -> AttributeSamples; frames and targets are cached after the first
     read. Records without usable media or attributes are skipped with a warning and counted."""
 
     def __init__(self, records, num_frames: int, image_size: int, patch_size: int, media_root: str | None = None,
                  sampling: str = "uniform"):
-        from aurora.train.data import SkipCounter
-
-        self.records, self.num_frames = records, num_frames
+        super().__init__(records)
+        self.num_frames = num_frames
         self.image_size, self.patch_size = image_size, patch_size
         self.media_root, self.sampling = media_root, sampling
         self.cache: dict[int, AttributeSample] = {}
-        self.skipped = SkipCounter()
-        self.bad: set[int] = set()
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def get(self, index: int) -> AttributeSample | None:
-        from aurora import media
-        from aurora.errors import AuroraError
-        from aurora.train.data import media_path
-
+    def _build(self, index: int) -> AttributeSample:
         if index in self.cache:
             return self.cache[index]
-        if index in self.bad:
-            return None
         record = self.records[index]
-        try:
-            if not isinstance(record.get("attributes"), dict):
-                raise ConfigError("record has no synth attributes (train this objective on `aurora synth` data)")
-            found = media_path(record, self.media_root)
-            if found is None or found[0] != "video":
-                raise ConfigError("record has no video")
-            clip = media.load_visual(found[1], num_frames=self.num_frames, sampling=self.sampling)
-            if clip.array.shape[1:3] != (self.image_size, self.image_size):
-                raise ConfigError(f"frames are {clip.array.shape[2]}x{clip.array.shape[1]}, the model reads "
-                                  f"{self.image_size}x{self.image_size}: generate the clips at that size")
-            targets = synth_targets(record["attributes"], clip.indices, clip.total_frames,
-                                    self.image_size, self.patch_size)
-        except AuroraError as e:
-            self.bad.add(index)
-            self.skipped.skip(index, str(e))
-            return None
+        if not isinstance(record.get("attributes"), dict):
+            raise ConfigError("record has no synth attributes (train this objective on `aurora synth` data)")
+        found = media_path(record, self.media_root)
+        if found is None or found[0] != "video":
+            raise ConfigError("record has no video")
+        clip = media.load_visual(found[1], num_frames=self.num_frames, sampling=self.sampling)
+        if clip.array.shape[1:3] != (self.image_size, self.image_size):
+            raise ConfigError(f"frames are {clip.array.shape[2]}x{clip.array.shape[1]}, the model reads "
+                              f"{self.image_size}x{self.image_size}: generate the clips at that size")
+        targets = synth_targets(record["attributes"], clip.indices, clip.total_frames, self.image_size, self.patch_size)
         sample = AttributeSample(clip.array, targets, index)
         self.cache[index] = sample
         return sample

@@ -143,34 +143,48 @@ class SkipCounter:
         return sum(self.reasons.values())
 
 
-class VideoTextDataset:
-    """Records -> Samples; decoded frames are cached in memory after the first read."""
+class RecordDataset:
+    """Records -> samples through `_build`; a record it cannot use (an AuroraError) is skipped:
+    counted, warned about once, and never read again."""
 
-    def __init__(self, records, tokenizer, template: Template, num_frames: int, max_length: int = 1024,
-                 media_root: str | None = None, sampling: str = "uniform", cache: bool = True):
+    def __init__(self, records):
         self.records = records
-        self.tokenizer, self.template = tokenizer, template
-        self.num_frames, self.max_length = num_frames, max_length
-        self.media_root, self.sampling = media_root, sampling
-        self.cache: dict[int, np.ndarray] | None = {} if cache else None
         self.skipped = SkipCounter()
         self.bad: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def get(self, index: int) -> Sample | None:
+    def get(self, index: int):
         """The sample at `index`, or None (counted, warned once) when the record is unusable."""
         if index in self.bad:
             return None
         try:
-            frames = self._frames(index)
-            segments, labels = tokenize(turns_of(self.records[index]), len(frames), self.template,
-                                        self.tokenizer, self.max_length)
+            return self._build(index)
         except AuroraError as e:
             self.bad.add(index)
             self.skipped.skip(index, str(e))
             return None
+
+    def _build(self, index: int):
+        raise NotImplementedError
+
+
+class VideoTextDataset(RecordDataset):
+    """Records -> Samples; decoded frames are cached in memory after the first read."""
+
+    def __init__(self, records, tokenizer, template: Template, num_frames: int, max_length: int = 1024,
+                 media_root: str | None = None, sampling: str = "uniform", cache: bool = True):
+        super().__init__(records)
+        self.tokenizer, self.template = tokenizer, template
+        self.num_frames, self.max_length = num_frames, max_length
+        self.media_root, self.sampling = media_root, sampling
+        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+
+    def _build(self, index: int) -> Sample:
+        frames = self._frames(index)
+        segments, labels = tokenize(turns_of(self.records[index]), len(frames), self.template,
+                                    self.tokenizer, self.max_length)
         return Sample(frames, segments, labels, index)
 
     def _frames(self, index: int) -> np.ndarray:
