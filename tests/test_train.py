@@ -108,8 +108,11 @@ def test_per_sample_normalisation_trains_and_accumulates_like_one_batch(dataset,
         final = train(config(dataset, tmp_path / name, loss_normalisation="sample", grad_accum=accum, batch_size=batch,
                              max_steps=1, warmup_steps=0, save_every=1), progress=False)
         runs[name] = load_file(final.parent / "checkpoints" / "step_00000001" / "weights.safetensors")
-    for key in runs["split"]:
-        torch.testing.assert_close(runs["split"][key], runs["whole"][key], rtol=1e-4, atol=1e-6)
+    # Adam's first step is lr * g / (|g| + eps): where a gradient is ~0, summation-order noise from
+    # thread scheduling can flip its sign, so allow a handful of such elements, not a pattern
+    differ = sum(int((~torch.isclose(runs["split"][k], runs["whole"][k], rtol=1e-4, atol=1e-6)).sum()) for k in runs["split"])
+    total = sum(v.numel() for v in runs["split"].values())
+    assert differ <= 1e-4 * total, f"{differ} of {total} weights differ"
     with pytest.raises(Exception, match="loss_normalisation must be one of"):
         config(dataset, tmp_path / "bad", loss_normalisation="batch")
 
