@@ -163,3 +163,16 @@ def test_python_api_on_files(checkpoints, media_dir, layout):
     assert image.frame_indices == [[0]]
     pieces = list(model.caption(media_dir / "frame.png", max_new_tokens=4, stream=True))
     assert "".join(pieces) == image.text
+
+
+def test_the_cli_needs_no_optional_extra_to_start():
+    """A base install (`pip install -e .`) runs `aurora caption`: building the parser imports every
+    eval task, none of which may need an extra (httpx, matplotlib, fastapi, ...) at import time."""
+    import subprocess
+    import sys
+
+    blocked = ["httpx", "matplotlib", "fastapi", "uvicorn", "gradio", "openai", "pycocoevalcap", "peft", "yaml"]
+    code = ("import sys\nfor name in %r: sys.modules[name] = None\n"
+            "from aurora.cli import build_parser\nbuild_parser().parse_args(['caption', 'x.mp4'])\n" % blocked)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-800:]

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from aurora.errors import AuroraError, ConfigError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class ChatError(AuroraError):
@@ -24,6 +26,15 @@ class ChatError(AuroraError):
     def __init__(self, message: str, transient: bool = False):
         super().__init__(message)
         self.transient = transient
+
+
+def _httpx():
+    """httpx, imported when a request is made: `aurora caption` and friends need no HTTP client."""
+    try:
+        import httpx
+    except ImportError:
+        raise ConfigError("talking to an endpoint or judge needs httpx: pip install 'aurora[eval]'") from None
+    return httpx
 
 
 def completions_url(url: str) -> str:
@@ -55,6 +66,7 @@ class ChatClient:
     @property
     def http(self) -> httpx.Client:
         if self._http is None:
+            httpx = _httpx()
             headers = {}
             key = os.environ.get(self.api_key_env) if self.api_key_env else None
             if key:
@@ -65,6 +77,7 @@ class ChatClient:
 
     def complete(self, messages: list[dict], **params) -> str:
         """The reply text of one chat completion (params: temperature, max_tokens, seed, ...)."""
+        httpx = _httpx()
         body = {"model": self.model, "messages": messages, **{k: v for k, v in params.items() if v is not None}}
         problem, retry_after = "", None
         for attempt in range(self.retries + 1):
