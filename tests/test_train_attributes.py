@@ -189,10 +189,30 @@ def test_a_frozen_tower_keeps_its_batch_norm_statistics(synth_data, tmp_path):
     assert stats and all(torch.equal(before[k], after[k]) for k in stats)
 
 
+def test_data_without_ground_truth_stops_with_one_line(tmp_path, capsys):
+    """Caption-only records for the attributes objective: every record is skipped, so the run
+    stops with a one-line error and exit code 2 instead of training on nothing."""
+    from aurora.cli import main
+
+    root = tmp_path / "data"
+    root.mkdir()
+    records = [{"video": f"{i}.mp4", "conversations": [{"from": "human", "value": "<video>\nDescribe."},
+                                                       {"from": "gpt", "value": "A clip."}]} for i in range(3)]
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"data: {root / 'train.jsonl'}\nscratch: {json.dumps(TINY)}\nobjective: attributes\n"
+                      f"train_parts: [tower]\nbatch_size: 2\nnum_frames: 4\nmax_steps: 3\nwarmup_steps: 0\n")
+    code = main(["train", "--config", str(config), "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing to train on" in err and "synth attributes" in err and "Traceback" not in err
+
+
 def test_attribute_objective_trains_the_tower_alone(synth_data, tmp_path):
     with pytest.raises(ConfigError, match="train_parts: \\[tower\\]"):
         attribute_config(synth_data, tmp_path, train_parts=["tower", "connector"])
     with pytest.raises(ConfigError, match="attribute_frames"):
         attribute_config(synth_data, tmp_path, attribute_frames=-1)
+    with pytest.raises(ConfigError, match="objective attributes only"):
+        attribute_config(synth_data, tmp_path, objective="caption", train_parts=["connector"])
     with pytest.raises(ConfigError, match="objective must be one of"):
         attribute_config(synth_data, tmp_path, objective="contrastive")

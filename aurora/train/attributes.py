@@ -143,9 +143,17 @@ class AttributeLoss(nn.Module):
     learn, so more clips per step of the same cost learn faster.
     """
 
+    throughput = "clips_per_s"
+
     def __init__(self, model, heads: AttributeHeads, frames_per_clip: int = 0):
         super().__init__()
         self.model, self.heads, self.frames_per_clip = model, heads, frames_per_clip
+
+    def units(self, samples: list[AttributeSample]) -> int:
+        """The loss is a mean over clips."""
+        return len(samples)
+
+    volume = units  # clips read, for the throughput in the log
 
     def _subsample(self, sample: AttributeSample) -> AttributeSample:
         """The clip's frames through the model's transform (temporal channels need all of them),

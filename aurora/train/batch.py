@@ -24,10 +24,21 @@ class CaptionLoss(nn.Module):
         super().__init__()
         self.model, self.per_sample = model, per_sample
 
-    def forward(self, samples: list[Sample], token_kept_ratio: float) -> tuple[torch.Tensor, int]:
+    throughput = "text_tokens_per_s"  # what the loop's log reports per second (see `volume`)
+
+    def forward(self, samples: list[Sample], token_kept_ratio: float) -> tuple[torch.Tensor, dict]:
+        """(summed loss, metrics to average in the log: none here)."""
         embeds, mask, labels = build_inputs(self.model, samples, token_kept_ratio)
         logits = self.model.language_model(inputs_embeds=embeds, attention_mask=mask).logits
-        return token_loss_sum(logits, labels, self.per_sample), int((labels[:, 1:] != IGNORE).sum())
+        return token_loss_sum(logits, labels, self.per_sample), {}
+
+    def units(self, samples: list[Sample]) -> int:
+        """What a step's loss is averaged over: answer tokens, or answers (`per_sample`)."""
+        return loss_units(samples, self.per_sample)
+
+    def volume(self, samples: list[Sample]) -> int:
+        """Text tokens read, for the throughput in the log."""
+        return sum(sum(len(segment) for segment in s.segments) for s in samples)
 
 
 def build_inputs(model, samples: list[Sample], token_kept_ratio: float):

@@ -78,6 +78,8 @@ class TrainConfig:
             (self.objective != "attributes" or (self.train_parts == ("tower",) and self.lora_rank == 0),
              "objective attributes trains the vision tower alone: set train_parts: [tower] and no lora_rank"),
             (self.attribute_frames >= 0, "attribute_frames must be >= 0 (0: all of num_frames)"),
+            (self.attribute_frames == 0 or self.objective == "attributes",
+             "attribute_frames applies to objective attributes only"),
             (0 < self.token_kept_ratio <= 1, f"token_kept_ratio must be in (0, 1], got {self.token_kept_ratio}"),
             (self.token_kept_ratio_max is None or self.token_kept_ratio <= self.token_kept_ratio_max <= 1,
              "token_kept_ratio_max must be in [token_kept_ratio, 1]"),

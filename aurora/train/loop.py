@@ -26,7 +26,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from aurora.errors import CheckpointError, ConfigError
 from aurora.train.attributes import AttributeDataset, AttributeHeads, AttributeLoss
-from aurora.train.batch import CaptionLoss, loss_scale, loss_units
+from aurora.train.batch import CaptionLoss, loss_scale
 from aurora.train.config import PARTS, TrainConfig
 from aurora.train.data import VideoTextDataset, read_records, turns_of
 from aurora.train.scratch import build_from_scratch, train_tokenizer
@@ -127,7 +127,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     records = read_records(config.data)
     model = initial_model(config, records) if latest is None else _model_from_checkpoint(latest)
     params = set_trainable(model, config.train_parts, config.lora_rank, config.lora_alpha, config.lora_targets)
-    per_sample = config.loss_normalisation == "sample"
     heads = None
     if config.objective == "attributes":
         dataset = AttributeDataset(records, config.num_frames, model.preset.image_size,
@@ -138,7 +137,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     else:
         dataset = VideoTextDataset(records, model.tokenizer, model.template, config.num_frames, config.max_length,
                                    config.media_root, model.preset.sampling)
-        objective = CaptionLoss(model, per_sample)
+        objective = CaptionLoss(model, per_sample=config.loss_normalisation == "sample")
     objective.to(accelerator.device)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
@@ -173,8 +172,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             state.position += len(indices)
             samples = [dataset.get(i) for i in indices[rank::world]]
             micro_batches.append([s for s in samples if s is not None])
-        units = len if heads is not None else (lambda b: loss_units(b, per_sample))  # samples or answer tokens
-        step_units = int(accelerator.reduce(torch.tensor(sum(units(b) for b in micro_batches),
+        if len(dataset.bad) == len(dataset):
+            reasons = ", ".join(f"{n} {reason}" for reason, n in dataset.skipped.reasons.most_common(3))
+            raise ConfigError(f"every record of {config.data} is unusable ({reasons}): nothing to train on")
+        step_units = int(accelerator.reduce(torch.tensor(sum(objective.units(b) for b in micro_batches),
                                                          device=accelerator.device), "sum"))
         scale = loss_scale(step_units, world)
         ratio = step_ratio(config, state.step)
@@ -183,15 +184,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             with accelerator.no_sync(wrapper) if not last else nullcontext():
                 with accelerator.autocast():
                     if batch:
-                        loss_sum, extra = wrapper(batch, ratio)
-                        for name, value in (extra.items() if heads is not None else ()):
-                            window["accuracy"].setdefault(name, []).append(value)
+                        loss_sum, metrics = wrapper(batch, ratio)
+                        for name, value in metrics.items():
+                            window["metrics"].setdefault(name, []).append(value)
                     else:  # every record of this slice was skipped: a zero loss keeps processes in step
                         loss_sum = sum(p.reshape(-1)[0] * 0.0 for p in params)
                 accelerator.backward(loss_sum * scale)
             window["loss"] += float(loss_sum.detach())
-            window["answer"] += units(batch)
-            window["tokens"] += len(batch) if heads is not None else sum(sum(len(g) for g in s.segments) for s in batch)
+            window["answer"] += objective.units(batch)
+            window["volume"] += objective.volume(batch)
         grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -205,14 +206,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 "loss": window["loss"] / max(window["answer"], 1),  # this process's mean token (or sample) loss
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
-                ("clips_per_s" if heads is not None else "text_tokens_per_s"): window["tokens"] * world / elapsed,
+                objective.throughput: window["volume"] * world / elapsed,
                 "skipped_records": dataset.skipped.total,
                 "epoch": state.position / len(dataset),
             }
-            if heads is not None:  # this process's training-batch accuracy per head
-                record["accuracy"] = {k: float(np.nanmean(v)) for k, v in window["accuracy"].items()}
+            if window["metrics"]:  # attributes: this process's training-batch accuracy per head
+                record["accuracy"] = {k: float(np.nanmean(v)) for k, v in window["metrics"].items()}
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
-                            **{k.split("_")[0] + "_s": f"{v:.0f}" for k, v in record.items() if k.endswith("_per_s")})
+                            **{objective.throughput.split("_")[0] + "_s": f"{record[objective.throughput]:.0f}"})
             if accelerator.is_main_process:
                 with open(out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -234,7 +235,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
 
 def _new_window() -> dict:
-    return {"loss": 0.0, "tokens": 0, "answer": 0, "accuracy": {}, "start": time.perf_counter()}
+    return {"loss": 0.0, "volume": 0, "answer": 0, "metrics": {}, "start": time.perf_counter()}
 
 
 def _latest_checkpoint(directory: Path) -> Path | None:
