@@ -15,7 +15,8 @@ from aurora.errors import CheckpointError, ConfigError
 
 RANK, ALPHA, TARGETS = 4, 8, ("q_proj", "v_proj")
 IDS = torch.tensor([[1, 5, 9, 17, 33, 2, 60, 7]])
-PROJECTOR = {"multi_modal_projector.linear_1.weight": torch.arange(6.0).reshape(2, 3)}
+PROJECTOR_KEY = "multi_modal_projector.linear_1.weight"
+PROJECTOR = {PROJECTOR_KEY: torch.arange(6.0).reshape(2, 3)}
 
 
 def tiny_llama() -> LlamaForCausalLM:
@@ -62,7 +63,7 @@ def test_saved_adapter_reloads_onto_a_fresh_base_with_identical_logits(tmp_path,
 
     loaded, extra = load_lora(tiny_llama(), tmp_path, **load_kwargs(layout))
     torch.testing.assert_close(logits(loaded), expected, atol=1e-6, rtol=0)
-    assert set(extra) == set(PROJECTOR) and torch.equal(extra[next(iter(PROJECTOR))], PROJECTOR[next(iter(PROJECTOR))])
+    assert list(extra) == [PROJECTOR_KEY] and torch.equal(extra[PROJECTOR_KEY], PROJECTOR[PROJECTOR_KEY])
     assert not any(p.requires_grad for n, p in loaded.named_parameters())
 
     merged, _ = load_lora(tiny_llama(), tmp_path, merge=True, **load_kwargs(layout))
@@ -145,6 +146,15 @@ def test_an_unexpected_key_is_one_line_naming_it(tmp_path, layout):
     with pytest.raises(CheckpointError) as error:
         load_lora(tiny_llama(), tmp_path, **load_kwargs(layout))
     assert extra_key in one_line(error)
+
+
+def test_a_full_lm_weight_in_a_pllava_file_is_not_taken_for_an_extra(tmp_path):
+    path = save_lora(trained_lora(), tmp_path, "pllava")
+    tensors = {**load_file(path), "language_model.model.norm.weight": torch.ones(32)}
+    save_file(tensors, path)
+    with pytest.raises(CheckpointError) as error:
+        load_lora(tiny_llama(), tmp_path, **load_kwargs("pllava"))
+    assert "language_model.model.norm.weight" in one_line(error)
 
 
 def test_a_rank_mismatch_names_the_key_and_its_shapes(tmp_path):

@@ -38,7 +38,8 @@ from aurora.errors import CheckpointError, ConfigError
 LAYOUTS = ("peft", "pllava")
 _FILES = {"peft": "adapter_model.safetensors", "pllava": "model.safetensors"}
 # Where the language model's keys start in each layout's file; other keys are the caller's.
-_LM_PREFIX = {"peft": "base_model.model.", "pllava": "language_model.base_model.model."}
+# Every key under the prefix must be a LoRA weight (a full LM weight there is an error).
+_LM_PREFIX = {"peft": "base_model.model.", "pllava": "language_model."}
 _ADAPTER = "default"  # peft's adapter name; PLLaVA's keys carry it too
 
 
@@ -86,6 +87,8 @@ def load_lora(
     _require_peft()
     from peft import LoraConfig
 
+    if lora_alpha is not None:
+        _check_alpha(lora_alpha)
     directory = os.fspath(directory)
     layout = detect_layout(directory)
     path = os.path.join(directory, _FILES[layout])
@@ -110,7 +113,8 @@ def load_lora(
         config = LoraConfig(r=rank, lora_alpha=lora_alpha, target_modules=list(targets),
                             lora_dropout=0.0, task_type="CAUSAL_LM")
     config.inference_mode = True  # LoRA weights frozen
-    model = _wrap(lm, config, ", ".join(sorted(config.target_modules or [])))
+    names = config.target_modules  # a set, or one regex / "all-linear" string
+    model = _wrap(lm, config, names if isinstance(names, str) else ", ".join(sorted(names or [])))
     if layout == "peft":
         _fill_peft(model, found, path)
     else:
