@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aurora.errors import AuroraError
 
-DEFAULT_RATIO = 0.2  # AuroraCap's demo default (captioning)
+DEFAULT_RATIO = 0.2  # AuroraCap's demo defaults (its GUI), kept for every model: the sliders are the GUI's own
 DEFAULT_FRAMES = 8
 MAX_FRAMES = 16
 DEFAULT_MAX_NEW_TOKENS = 2048  # AuroraCap's inference default
@@ -126,10 +126,7 @@ def build_gui(model=None, model_path: str | None = None, device: str = "auto", d
     import gradio as gr
 
     cache = ModelCache(model_path, model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    # a preloaded model's preset gives the defaults; AuroraCap's demo values when a path is typed later
     max_new = model.preset.generation.max_new_tokens if model is not None else DEFAULT_MAX_NEW_TOKENS
-    default_ratio = model.preset.reducer.token_kept_ratio if model is not None else DEFAULT_RATIO
-    default_frames = min(model.preset.media.num_frames, MAX_FRAMES) if model is not None else DEFAULT_FRAMES
 
     with gr.Blocks(title="Aurora", analytics_enabled=False) as demo:
         gr.Markdown("## Aurora: caption and chat about a video or image, with fewer visual tokens")
@@ -140,9 +137,9 @@ def build_gui(model=None, model_path: str | None = None, device: str = "auto", d
                 image = gr.Image(label="Image", type="filepath", sources=["upload"], elem_id="aurora-image")
                 model_box = gr.Textbox(label="Model path", value=model_path or "", elem_id="aurora-model",
                                        placeholder="checkpoint directory or hub id")
-                ratio = gr.Slider(0.01, 1.0, value=default_ratio, step=0.01, label="Token kept ratio",
+                ratio = gr.Slider(0.01, 1.0, value=DEFAULT_RATIO, step=0.01, label="Token kept ratio",
                                   info="0.2-0.4 for captions, > 0.5 for QA, > 0.8 for OCR")
-                frames = gr.Slider(1, MAX_FRAMES, value=default_frames, step=1, label="Number of frames")
+                frames = gr.Slider(1, MAX_FRAMES, value=DEFAULT_FRAMES, step=1, label="Number of frames")
                 with gr.Accordion("Advanced", open=False):
                     temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
                     top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p")
