@@ -240,9 +240,8 @@ def protocol(args) -> dict:
     style, language = args.prompt_style, _language(args)
     return {"prompt_set": f"MMBench {_version(args)} {language}, {style} prompt", "source": SOURCE,
             "version": _version(args), "language": language, "prompt_style": style,
-            "prompt": (("Hint: {hint}\\n" "Question: {question}\\nOptions:\\nA. ...\\n" + VLMEVALKIT_INSTRUCTION)
-                       if style == "vlmevalkit" else "{hint} {question} " + LMMS_EVAL[language][0]
-                       + "\\nA. ...\\n" + LMMS_EVAL[language][1]),
+            "prompt": build_prompt({"question": "{question}", "hint": "{hint}", "options": {"A": "...", "B": "..."}},
+                                   style, language),
             "evaluation": "CircularEval: right only if every rotation is right (rotations as in the TSV)",
             "matching": "can_infer rules first; judge fallback (3 asks, then a seeded random option or Z) "
                         "when --judge-url is given, else unmatched = wrong (exact_matching)",
