@@ -93,6 +93,19 @@ def test_lvb_golden(lvb, tmp_path):
     assert summary["config"]["protocol"]["subtitles"] is True and summary["config"]["protocol"]["num_frames"] == 16
 
 
+def test_lvb_and_mlvu_through_an_endpoint(lvb, mlvu_data, server, tmp_path):
+    endpoint = ["--endpoint", server.url, "--endpoint-model", "m", "--no-progress"]
+    assert main(["eval", "longvideobench", "--data-dir", str(lvb), "--out", str(tmp_path / "lvb")] + endpoint) == 0
+    records = {r["id"]: r for r in map(json.loads, (tmp_path / "lvb/predictions.jsonl").read_text().splitlines())}
+    assert records["q1"]["predictions"] == ["frames=6"] and records["q2"]["predictions"] == ["frames=3"]  # int(duration)
+    assert records["q1"]["model_info"][0]["frame_indices"] == [0, 8, 16, 24, 32, 40]
+    assert main(["eval", "mlvu", "--json-dir", str(mlvu_data / "json"), "--video-root", str(mlvu_data / "video"),
+                 "--num-frames", "4", "--out", str(tmp_path / "mlvu")] + endpoint) == 0
+    records = [json.loads(l) for l in (tmp_path / "mlvu/predictions.jsonl").read_text().splitlines()]
+    assert all(r["predictions"] == ["A) first"] and r["queries"][0]["prefix"] == "Best option:(" for r in records)
+    assert records[0]["model_info"][0]["frame_indices"] == window_indices(4, 23)
+
+
 def test_lvb_bad_input(lvb, tmp_path, capsys):
     flags = ["eval", "longvideobench", "--endpoint", "http://x/v1", "--endpoint-model", "m", "--out", str(tmp_path)]
     assert main(flags + ["--data-dir", str(tmp_path)]) == 2

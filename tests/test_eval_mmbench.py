@@ -164,3 +164,21 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main(["eval", "mmbench", "--endpoint", "http://x/v1", "--endpoint-model", "m", "--data",
                  str(tmp_path / "none.tsv"), "--out", str(tmp_path / "o")]) == 2
     assert "none.tsv not found" in capsys.readouterr().err
+
+
+def test_killed_resumed_and_sharded_runs_match(tsv, tmp_path, server, monkeypatch):
+    flags = ["mmbench", "--data", str(tsv), "--batch-size", "1"] + judge_flags(server, tmp_path / "cache.sqlite")
+    whole = evaluate(flags + ["--out", str(tmp_path / "whole")], Scripted(reply))
+    out = tmp_path / "killed"
+    with pytest.raises(RuntimeError, match="simulated kill"):  # questions 1 and 2 (4 rotations each) finish
+        evaluate(flags + ["--out", str(out)], Scripted(reply, fail_after=9))
+    again = Scripted(reply)
+    resumed = evaluate(flags + ["--out", str(out), "--resume"], again)
+    assert again.answered == 4 and resumed["results"] == whole["results"]  # questions 3 and 4: 2 rotations each
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert evaluate(flags + ["--out", str(tmp_path / "sharded")], Scripted(reply)) is None  # questions 2 and 4
+    monkeypatch.setenv("RANK", "0")
+    merged = evaluate(flags + ["--out", str(tmp_path / "sharded")], Scripted(reply))
+    assert merged["results"] == whole["results"] and merged["config"]["world_size"] == 2

@@ -74,6 +74,20 @@ def test_every_kind_of_folder(media, tmp_path):
     assert snapshot([tmp_path / "mmb", synth]) == before
 
 
+def test_judged_runs_show_verdicts(media, server, tmp_path):
+    from tests.eval_fixtures.helpers import FIXTURES, VIDEOQA_PREDICTIONS, Scripted, evaluate, judge_flags
+
+    evaluate(["videoqa", "--questions", str(FIXTURES / "videoqa/test_q.json"), "--answers",
+              str(FIXTURES / "videoqa/test_a.json"), "--video-dir", str(media / "videoqa"), "--out", str(tmp_path / "qa")]
+             + judge_flags(server, tmp_path / "c.sqlite"), Scripted(lambda q: VIDEOQA_PREDICTIONS[q.prompt]))
+    (run,) = load_runs([str(tmp_path / "qa")])
+    assert run.settings["judge"] == "rules" and run.headline == "accuracy 60.00, score 2.60"
+    q0, q2, q3 = run.rows["0"], run.rows["2"], run.rows["3"]
+    assert q0.correct is True and q0.score == 5 and q0.reference == "red" and "judge: {'pred': 'yes', 'score': 5}" in q0.verdict
+    assert q3.correct is False  # the judge said no ("sitting" for "running")
+    assert q2.correct is None and "unparsable reply after 3 attempts" in q2.verdict  # a failed verdict, shown as such
+
+
 def test_wrong_folders_are_one_line_errors(tmp_path, capsys):
     from aurora.cli import main
 
