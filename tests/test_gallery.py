@@ -49,7 +49,7 @@ def test_two_runs_filters_and_sorting(folders):
     assert [caption for _, caption in frames] == [f"frame {i}" for i in FRAMES]
     assert frames_of([image for image, _ in frames]) == FRAMES
     page = app.items_html(runs, select(items, outcome="runs disagree"), len(items))
-    assert "3 of 6 items" in page and page.count("class='gallery-item gallery-disagree'") == 3
+    assert "3 of 6 items" in page and page.count("class='gallery-item gallery-disagree'") == 3 and page.count("gallery-wrong") == 3
     assert app.runs_html(runs).count("class='gallery-run'") == 2
     assert snapshot(folders) == before  # read only
 
@@ -65,11 +65,11 @@ def test_every_kind_of_folder(media, tmp_path):
     mmb, syn = load_runs([str(tmp_path / "mmb"), str(synth)])
     q1 = mmb.rows["1"]
     assert q1.correct is False and q1.reference == "A. cat" and q1.media.endswith("1.png")
-    assert q1.prediction.splitlines()[3] == "[3] C" and "rotation 3: ❌ read C (rule), answer B" in q1.verdict
+    assert q1.prediction.splitlines()[3] == "[3] C" and "rotation 3: ✗ read C (rule), answer B" in q1.verdict
     assert app.frames_for(join([mmb])[0])[0][1] == "image 0"  # an image: one frame
     assert syn.name == "synth@0.5" and syn.settings["token kept ratio"] == 0.5 and syn.headline == "attribute accuracy 75.0"
     clip0 = syn.rows["clip0"]
-    assert clip0.correct is False and clip0.score == 0.5 and clip0.verdict == "✅ camera · ❌ background"
+    assert clip0.correct is False and clip0.score == 0.5 and clip0.verdict == "✓ camera · ✗ background"
     assert clip0.media.endswith("split/clip0.mp4") and clip0.question == "Describe the video." and clip0.task == "1 objects"
     assert snapshot([tmp_path / "mmb", synth]) == before
 

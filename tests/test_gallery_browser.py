@@ -76,7 +76,7 @@ def test_two_runs_filtered_to_disagreements(gallery, browser, tmp_path):
     shown = browser.find_elements(By.CSS_SELECTOR, "#gallery-items tr.gallery-item")
     assert [row.get_attribute("data-key") for row in shown] == disagree
     cells = shown[0].find_elements(By.CSS_SELECTOR, "td.gallery-pred")
-    assert len(cells) == 2 and {cells[0].text[:1], cells[1].text[:1]} == {"✅", "❌"}  # side by side, one right
+    assert len(cells) == 2 and {cells[0].text[:1], cells[1].text[:1]} == {"✓", "✗"}  # side by side, one right
 
     search = browser.find_element(By.CSS_SELECTOR, "#gallery-search textarea, #gallery-search input")
     search.send_keys("referee", Keys.ENTER)

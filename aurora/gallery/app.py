@@ -3,7 +3,7 @@
 At the top, one line per run: its settings (model, frames, token kept ratio, protocol variant,
 judge) and its headline numbers. Below, filters — task, right or wrong in any run, runs that
 disagree, text search, sort by score difference — and the matching items as a table with each
-run's prediction side by side (✅ / ❌ where the benchmark has right and wrong). Choosing an item
+run's prediction side by side (✓ / ✗ where the benchmark has right and wrong). Choosing an item
 shows the frames the model saw (with their indices, decoded again through `aurora.media`), the
 full question, reference, predictions and verdicts. Nothing is ever written into a result folder;
 binds 127.0.0.1 and loads no web fonts.
@@ -29,7 +29,8 @@ def _e(text, limit: int | None = None) -> str:
 def _mark(row) -> str:
     if row is None:
         return "—"
-    mark = "✅" if row.correct else "❌" if row.correct is False else ""
+    mark = ("<span class='gallery-right' style='color:#1a7f37'>✓</span>" if row.correct else
+            "<span class='gallery-wrong' style='color:#cf222e'>✗</span>" if row.correct is False else "")
     score = "" if row.score is None or row.correct is not None else f" ({row.score:.2f})"
     return mark + score
 
@@ -59,7 +60,7 @@ def items_html(runs: list[Run], shown: list[Item], total: int) -> str:
     for item in shown[:MAX_ROWS]:
         first = item.first
         cells = "".join(f"<td class='gallery-pred'>{_mark(r)} {_e(r.prediction if r else '', 300)}</td>" for r in item.rows)
-        flag = " gallery-disagree" if item.disagree() else ""
+        flag = " gallery-disagree' style='background:#fff8c5" if item.disagree() else ""  # runs disagree: marked
         body += (f"<tr class='gallery-item{flag}' data-key='{_e(item.key)}'><td>{_e(item.key)}</td><td>{_e(first.task)}</td>"
                  f"<td>{_e(first.question, 240)}</td><td>{_e(first.reference, 160)}</td>{cells}"
                  f"<td>{item.spread():.2f}</td></tr>")
@@ -135,7 +136,8 @@ def build_gallery(runs: list[Run]):
             task = gr.Dropdown(task_choices, value=ALL_TASKS, label="Task", elem_id="gallery-task")
             outcome = gr.Radio(list(OUTCOMES), value=OUTCOMES[0], label="Show", elem_id="gallery-outcome")
             sort = gr.Radio(list(SORTS), value=SORTS[0], label="Sort by", elem_id="gallery-sort")
-        search = gr.Textbox(label="Search (item, question, reference, predictions, verdicts)", elem_id="gallery-search")
+        search = gr.Textbox(label="Search item, question, reference, predictions and verdicts (Enter)",
+                            elem_id="gallery-search")
         initial = select(items)
         table = gr.HTML(items_html(runs, initial, len(items)), elem_id="gallery-items")
         keys = [item.key for item in initial[:MAX_ROWS]]

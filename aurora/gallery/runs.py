@@ -142,7 +142,7 @@ def _synth_clips(data: str | None) -> dict[str, dict]:
 
 def _synth_row(record: dict, clip: dict, prompt: str) -> Row:
     scores = record.get("scores") or {}
-    checks = [f"{'✅' if value == 1 else '❌' if value == 0 else f'{value:.2f}'} {aspect}"
+    checks = [f"{'✓' if value == 1 else '✗' if value == 0 else f'{value:.2f}'} {aspect}"
               for aspect, value in scores.items() if aspect != "overall" and value is not None]
     overall = scores.get("overall")
     return Row(key=str(record["id"]), task=f"{len(clip.get('attributes', {}).get('objects', []))} objects" if clip else "",
@@ -190,7 +190,7 @@ def row_from_record(benchmark: str, record: dict) -> Row:
         options = record.get("options") or {}
         row.reference = f"{reference}. {options.get(reference, '')}" if reference else ""
         for i, d in enumerate(record.get("rotations", [])):
-            mark = "✅" if d.get("correct") else "❌" if d.get("correct") is False else "·"
+            mark = "✓" if d.get("correct") else "✗" if d.get("correct") is False else "·"
             lines.append(f"rotation {i}: {mark} read {d.get('matched') or 'nothing'} ({d.get('matched_by') or 'unmatched'}),"
                          f" answer {d.get('answer')} {_judge_text(d.get('judge'))}".rstrip())
     elif "extracted" in record:
