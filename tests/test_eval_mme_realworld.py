@@ -1,6 +1,7 @@
 """MME-RealWorld on questions in the release's JSON layout (written here): the published prompts,
 the official letter extraction with its quirks, and accuracy per category, subtask, task and overall."""
 
+import base64
 import json
 
 import pytest
@@ -92,11 +93,31 @@ def test_golden(tmp_path):
     assert only["config"]["protocol"]["language"] == "cn"
 
 
+def test_base64_release_reads_the_same(tmp_path):
+    path, images = write_data(tmp_path)
+    rows = []
+    for i, (qid, task, subtask, category, truth, _) in enumerate(ROWS):  # the Base64 release's fields
+        encoded = base64.b64encode((images / "sub" / f"{i}.jpg").read_bytes()).decode()
+        rows.append({"index": i, "image": encoded, "question": f"What is the data of Interest in row {i}?",
+                     "multi-choice options": CHOICES, "answer": truth, "category": f"{task}/{subtask}",
+                     "l2-category": category})
+    (tmp_path / "b64.json").write_text(json.dumps(rows))
+    replies = {f"row {i}?": row[5] for i, row in enumerate(ROWS)}
+    script = Scripted(lambda q: next(r for key, r in replies.items() if key in q.prompt))
+    official = evaluate(["mme-realworld", "--data", str(path), "--image-dir", str(images), "--out", str(tmp_path / "a")],
+                        script)
+    encoded = evaluate(["mme-realworld", "--data", str(tmp_path / "b64.json"), "--out", str(tmp_path / "b")], script)
+    assert encoded["results"] == official["results"] and encoded["items"] == len(ROWS)
+    assert sorted(p.name for p in (tmp_path / "b/images").iterdir()) == sorted(f"{i}.jpg" for i in range(len(ROWS)))
+
+
 def test_bad_input(tmp_path, capsys):
     path, images = write_data(tmp_path)
     flags = ["eval", "mme-realworld", "--endpoint", "http://x/v1", "--endpoint-model", "m", "--out", str(tmp_path / "o")]
     assert main(flags + ["--data", str(path), "--image-dir", str(tmp_path)]) == 2
     assert "check --image-dir" in capsys.readouterr().err
+    assert main(flags + ["--data", str(path)]) == 2
+    assert "pass --image-dir" in capsys.readouterr().err
     assert main(flags + ["--data", str(path), "--image-dir", str(images), "--tasks", "ocr"]) == 2
     assert "unknown MME-RealWorld task 'Ocr'" in capsys.readouterr().err
     (tmp_path / "x.json").write_text('[{"Text": "q"}]')

@@ -9,7 +9,10 @@ lmms_eval/tasks/mme_realworld/utils.py (lmms-eval at 75571cf) instead, 16 new to
 
 Data: the release's question file (MME_RealWorld.json / MME_RealWorld_CN.json: Question_id, Image,
 Text, Answer choices ["(A) ...", ...], Ground truth, Task, Subtask, Category) and the folder its
-Image paths are relative to (`--image-dir`). Images go through `aurora.media` (one frame).
+Image paths are relative to (`--image-dir`); or the Base64 release's JSON (index, image or bytes as
+base64, question, multi-choice options, answer, category "<Task>/<Subtask>", l2-category — read as
+lmms-eval reads it), whose images are written once to `--image-dir` (default OUT/images). Images
+go through `aurora.media` (one frame).
 
 Extraction (`extract_characters_regex`): strip, delete the answer prefixes (the published list,
 whose two missing commas glue "The best option is" to "The correct option is" and "Best answer:"
@@ -27,6 +30,7 @@ import re
 from pathlib import Path
 
 from aurora.errors import ConfigError
+from aurora.eval.images import write_base64_image
 from aurora.eval.records import read_json_or_jsonl
 from aurora.eval.task import Query, percent
 
@@ -86,7 +90,9 @@ def category_key(category: str) -> str:
 
 def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="MME_RealWorld.json or MME_RealWorld_CN.json (the release's questions)")
-    p.add_argument("--image-dir", dest="image_dir", required=True, help="the folder the questions' Image paths are relative to")
+    p.add_argument("--image-dir", dest="image_dir",
+                   help="the folder the questions' Image paths are relative to (Base64 files: where images are written, "
+                        "default OUT/images)")
     p.add_argument("--lang", choices=("en", "cn"), help="default: cn when the file name says CN, else en")
     p.add_argument("--tasks", help="Perception, Reasoning or both, comma-separated (default: both)")
     p.add_argument("--prompt-style", dest="prompt_style", choices=("official", "lmms-eval"), default="official")
@@ -106,18 +112,38 @@ def _tasks(args) -> list[str]:
     return chosen
 
 
+def _official_row(row: dict, args) -> dict:
+    if not args.image_dir:
+        raise ConfigError("MME-RealWorld's question file names image files: pass --image-dir (the folder they are in)")
+    return {"id": str(row["Question_id"]), "task": row["Task"].capitalize(), "subtask": row["Subtask"],
+            "category": row["Category"], "question": row["Text"], "choices": list(row["Answer choices"]),
+            "answer": row["Ground truth"], "image": str(Path(args.image_dir) / row["Image"])}
+
+
+def _base64_task(row: dict) -> str:
+    return "Perception" if "perception" in row["category"].lower() else "Reasoning"
+
+
+def _base64_row(row: dict, args) -> dict:
+    """A row of the Base64 release, read as lmms-eval's mme_realworld_process_results reads it."""
+    image = write_base64_image(row.get("image") or row["bytes"], Path(args.image_dir or Path(args.out) / "images"),
+                               str(row["index"]).replace("/", "_"))
+    return {"id": str(row["index"]), "task": _base64_task(row), "subtask": row["category"].split("/")[-1],
+            "category": row["l2-category"], "question": row["question"],
+            "choices": list(row["multi-choice options"]), "answer": row["answer"], "image": image}
+
+
 def load_items(args) -> list[dict]:
     tasks = _tasks(args)
     items = []
     for row in read_json_or_jsonl(Path(args.data)):
         try:
-            task = row["Task"].capitalize()
-            item = {"id": str(row["Question_id"]), "task": task, "subtask": row["Subtask"],
-                    "category": row["Category"], "question": row["Text"], "choices": list(row["Answer choices"]),
-                    "answer": row["Ground truth"], "image": str(Path(args.image_dir) / row["Image"])}
+            if "multi-choice options" in row and _base64_task(row) not in tasks:
+                continue  # no image written for a split left out
+            item = _base64_row(row, args) if "multi-choice options" in row else _official_row(row, args)
         except (KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"{args.data} is not an MME-RealWorld question file (missing {e})") from None
-        if task in tasks:
+        if item["task"] in tasks:
             items.append(item)
     missing = [item for item in items if not Path(item["image"]).is_file()]
     if missing:
