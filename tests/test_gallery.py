@@ -100,3 +100,16 @@ def test_wrong_folders_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "started/config.json").write_text(json.dumps({"benchmark": "videomme"}))
     with pytest.raises(ConfigError, match="no per-item records"):
         load_runs([str(tmp_path / "started")])
+
+
+def test_a_taken_port_is_one_line(folders, capsys):
+    import socket
+
+    from aurora.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["gallery", str(folders[0]), "--port", str(port)]) == 2
+    assert "choose another --port" in capsys.readouterr().err

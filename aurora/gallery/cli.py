@@ -26,9 +26,24 @@ def run_gallery(args) -> int:
     from aurora.gallery.runs import load_runs
 
     runs = load_runs(args.results)
+    _check_port(args.host, args.port)  # before Gradio's slow import
     if importlib.util.find_spec("gradio") is None:
         raise ConfigError("gradio not installed: pip install 'aurora-vlm[serve]'")
     from aurora.gallery.app import launch_gallery
 
-    launch_gallery(runs, host=args.host, port=args.port)
+    try:
+        launch_gallery(runs, host=args.host, port=args.port)
+    except OSError as e:  # the port is taken, the address is not this machine's
+        raise ConfigError(f"cannot serve the gallery on {args.host}:{args.port} ({e}); choose another --port") from None
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"cannot serve the gallery on {host}:{port} ({e.strerror or e}); choose another --port") from None
