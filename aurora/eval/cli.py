@@ -88,6 +88,11 @@ def _add_shared_flags(p: argparse.ArgumentParser, judged: bool) -> None:
                    help="how a verdict that never parsed counts: zero = wrong, score 0 (default); skip = left out")
 
 
+def wants_judge(task, args) -> bool:
+    """A judged benchmark always needs its judge; an optional one (MMBench's fallback) when --judge-url is given."""
+    return task.JUDGED is True or (task.JUDGED == "optional" and bool(getattr(args, "judge_url", None)))
+
+
 def build_judge(args):
     from aurora.eval.chat_client import ChatClient
     from aurora.eval.judge import Judge, JudgeCache
@@ -136,7 +141,7 @@ def run_benchmark(name: str, args) -> int:
 
     task = registry.load(name)
     items = task.load_items(args)  # data mistakes fail before a model is loaded
-    judge = build_judge(args) if task.JUDGED else None
+    judge = build_judge(args) if wants_judge(task, args) else None
     predictor = build_predictor(args)
     try:
         summary = runner.evaluate(name, task, args, predictor, judge, out=args.out, resume=args.resume,

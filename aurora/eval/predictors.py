@@ -115,7 +115,8 @@ class EndpointPredictor:
         return Answer(text, time.perf_counter() - began, info)
 
     def _media_parts(self, query: Query) -> tuple[list[dict], dict]:
-        if self.media_mode == "video" and query.frames is None:
+        is_image = query.video.lower().endswith(media.IMAGE_EXTENSIONS)  # an image is always one image part
+        if self.media_mode == "video" and query.frames is None and not is_image:
             mime = mimetypes.guess_type(query.video)[0] or "video/mp4"
             with open(query.video, "rb") as f:
                 data = base64.b64encode(f.read()).decode()
