@@ -117,6 +117,7 @@ COMMANDS = {
     "eval": "aurora.eval.cli:add_parser",
     "serve": "aurora.serve.cli:add_serve_parser",
     "gui": "aurora.serve.cli:add_gui_parser",
+    "gallery": "aurora.gallery.cli:add_parser",
     "convert": _add_convert,
 }
 

@@ -35,6 +35,7 @@ class Template:
     separator: str = ""  # after a finished assistant turn
     stop: tuple[str, ...] = ()  # text that ends a reply besides the tokenizer's EOS
     default_system: str = ""
+    visual_join: str = "\n"  # between a turn's placeholders and its text
 
     def render(self, turns: list[tuple[str, str]], add_generation_prompt: bool = True) -> str:
         """turns: (role, text) in order -> the prompt, opened for the next reply by default.
@@ -97,6 +98,16 @@ TEMPLATES: dict[str, Template] = {
         answer=" {content}</s>",
         separator="\n",
     ),
+    # PLLaVA's conv_plain_v1 (tasks/eval/eval_utils.py): roles "USER:" / "ASSISTANT:" with no space
+    # after them, separators " " and "</s>", the video placeholder before the text with a space.
+    "pllava": Template(
+        name="pllava",
+        system="{content} ",
+        user="USER:{content} ",
+        generation_prompt="ASSISTANT:",
+        answer="{content}</s>",
+        visual_join=" ",
+    ),
     "chatml": Template(
         name="chatml",
         system="<|im_start|>system\n{content}<|im_end|>\n",
@@ -132,7 +143,7 @@ class TemplateSettings:
             raise ConfigError(f"invalid preset: layout must be one of {LAYOUTS}")
 
 
-def user_content(block_counts: list[int], text: str, layout: str = "frames") -> str:
+def user_content(block_counts: list[int], text: str, layout: str = "frames", join: str = "\n") -> str:
     """A user turn's text: per visual, its placeholders (one per token block, joined by spaces),
     each visual on its own line, then a newline and the text (AuroraCap: "<image> <image>\n{prompt}").
 
@@ -140,7 +151,7 @@ def user_content(block_counts: list[int], text: str, layout: str = "frames") -> 
     if layout == "video" and any(count != 1 for count in block_counts):
         raise ConfigError(f"layout 'video' takes one token block per visual, got {block_counts}")
     lines = [" ".join([IMAGE_PLACEHOLDER] * count) for count in block_counts]
-    return "\n".join(lines + [text]) if lines else text
+    return "\n".join(lines) + join + text if lines else text
 
 
 def segment(pieces: list[tuple[str, bool]], tokenizer) -> tuple[list[list[int]], list[list[int]]]:

@@ -83,6 +83,10 @@ def attach_adapter(model, directory: str | Path, lora_alpha: float | None = None
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"adapter directory {directory} not found")
+    family = family_of(model)
+    if family.attach_adapter is not None:
+        family.attach_adapter(model, directory, lora_alpha)
+        return
     model.language_model, extra = load_lora(model.language_model, directory, lora_alpha=lora_alpha)
     if extra:
         raise CheckpointError(f"adapter {directory} also holds non-LM weights (e.g. {sorted(extra)[0]}); "

@@ -71,7 +71,7 @@ def detect(path: Path, config: dict) -> str | None:
         if missing:
             raise CheckpointError(f"checkpoint {path} looks like AuroraCap's xtuner layout but lacks {missing[0]}/")
         return "xtuner"
-    return "hf" if config.get("model_type") == "llava" else None
+    return "hf" if config.get("model_type") == "llava" and "pooling_shape" not in config else None  # PLLaVA's has one
 
 
 def load(path: Path, layout: str, dtype=torch.float32, trust_remote_code: bool = False, build=build) -> VideoLLM:
@@ -141,6 +141,17 @@ def load_hf_llava(path: Path, dtype=torch.float32, trust_remote_code: bool = Fal
     config = llava.config
     if config.vision_feature_select_strategy != "default":
         raise CheckpointError(f"{path}: vision_feature_select_strategy {config.vision_feature_select_strategy!r} is not supported (AuroraCap drops CLS: 'default')")
+    vision, projector, language_model = llava_parts(llava, dtype)
+    layer = config.vision_feature_layer
+    preset = Preset.load(path, image_size=config.vision_config.image_size, feature_layer=layer if isinstance(layer, int) else -2)
+    tokenizer = _load_tokenizer(path, trust_remote_code)
+    return build(vision, projector, language_model, tokenizer, preset)
+
+
+def llava_parts(llava, dtype=torch.float32):
+    """(vision tower, MLPProjector, causal LM) of a transformers LLaVA-shaped model (LLaVA,
+    LLaVA-NeXT), sharing its tensors: no copy of the language model's weights."""
+    config = llava.config
     source = llava.model.multi_modal_projector
     projector = MLPProjector(
         source.linear_1.in_features,
@@ -159,10 +170,7 @@ def load_hf_llava(path: Path, dtype=torch.float32, trust_remote_code: bool = Fal
     language_model.load_state_dict(state, strict=True, assign=True)
     language_model.tie_weights()
     language_model.generation_config = llava.generation_config
-    layer = config.vision_feature_layer
-    preset = Preset.load(path, image_size=config.vision_config.image_size, feature_layer=layer if isinstance(layer, int) else -2)
-    tokenizer = _load_tokenizer(path, trust_remote_code)
-    return build(llava.model.vision_tower, projector, language_model.eval(), tokenizer, preset)
+    return llava.model.vision_tower, projector, language_model.eval()
 
 
 def as_hf_llava(model: VideoLLM) -> LlavaForConditionalGeneration:

@@ -37,9 +37,13 @@ class Family:
     build: Callable[..., object]
     default_preset: Callable[[], object]
     kind: str = "composed"  # "composed": Aurora's parts; "native": a transformers *ForConditionalGeneration
+    # attach_adapter(model, directory, lora_alpha): a family whose published adapters carry more
+    # than LoRA (PLLaVA: the projector too); None: LoRA on the language model only
+    attach_adapter: Callable[..., None] | None = None
 
 
 _FAMILIES: dict[str, str | Family] = {
+    "pllava": "aurora.models.pllava:FAMILY",  # before AuroraCap: both read model_type "llava"
     "auroracap": "aurora.models.auroracap:FAMILY",
 }
 

@@ -188,7 +188,8 @@ class VideoLLM(ChatModel):
                 reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
                 reply.visual_tokens_per_frame.append(blocks.shape[1])
                 block_counts.append(blocks.shape[0])
-            turns.append((role, user_content(block_counts, " ".join(words), self.preset.template.layout)))
+            turns.append((role, user_content(block_counts, " ".join(words), self.preset.template.layout,
+                                              self.template.visual_join)))
         inputs_embeds = self.embed_prompt(self.template.render(turns), encoded)
         reply.prompt_tokens = inputs_embeds.shape[1]
         return inputs_embeds, reply

@@ -60,9 +60,6 @@ def add_gui_parser(subparsers) -> argparse.ArgumentParser:
 def add_parsers(subparsers) -> None:
     add_serve_parser(subparsers)
     add_gui_parser(subparsers)
-    from aurora.gallery.cli import add_parser as add_gallery_parser  # gallery: the results browser
-
-    add_gallery_parser(subparsers)
 
 
 def run_serve(args) -> int:

@@ -94,7 +94,7 @@ def tokenize(turns, blocks: int, template: Template, tokenizer, max_length: int,
     end marker) with loss; everything else is context.
     """
     first_user = next(i for i, (role, _) in enumerate(turns) if role == "user")
-    turns = [(r, user_content([blocks], t, layout) if i == first_user else t) for i, (r, t) in enumerate(turns)]
+    turns = [(r, user_content([blocks], t, layout, template.visual_join) if i == first_user else t) for i, (r, t) in enumerate(turns)]
     segments, labels = segment(template.pieces(turns), tokenizer)
     if sum(len(s) for s in segments) > max_length:
         raise ConfigError(f"longer than max_length {max_length} tokens")
