@@ -155,6 +155,8 @@ def run_caption(args) -> int:
         print(flush=True)
     if args.profile:
         print(" ".join(f"{stage}={seconds:.3f}s" for stage, seconds in reply.timings.items()), file=sys.stderr)
+        for counts in reply.visual_tokens:  # visual tokens after each reduction stage
+            print("visual tokens: " + " -> ".join(f"{stage} {n}" for stage, n in counts.items()), file=sys.stderr)
     return 0
 
 

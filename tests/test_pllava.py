@@ -121,3 +121,40 @@ def test_weights_round_trip_and_bad_input(pllava, tmp_path):
     save_file(kept, partial / "model.safetensors")
     with pytest.raises(CheckpointError, match="layers.1"):
         aurora.load(root / "base", adapter=partial)
+
+
+def test_tome_inside_the_tower_composes_with_pooling(pllava, tmp_path):
+    root, _ = pllava
+    model = aurora.load(root / "base", adapter=root / "weights")
+    clip = write_video(tmp_path / "clip.mp4", make_frames(12), fps=8)
+    full = model.caption(clip, max_new_tokens=3)
+    merged = model.caption(clip, max_new_tokens=3, token_kept_ratio=0.5)
+    merged_per_frame = model.tower.tokens_per_frame(64, 64, 0.5)
+    assert full.visual_tokens == [{"patches": 256, "encoder": 256, "language_model": 32}]
+    assert merged.visual_tokens == [{"patches": 256, "encoder": 4 * merged_per_frame, "language_model": 32}]
+    assert merged_per_frame < 64 and merged.text
+    # pooling reads the merged tokens put back on the grid: each patch carries its token's features
+    pixels = model.transform(model.load_frames(clip).array)
+    with torch.no_grad():
+        out = model.tower(pixels, 0.5, track_source=True)
+        grid = out.features.gather(1, out.source[..., None].expand(-1, -1, out.features.shape[-1]))  # (4, 64, C)
+        expected = model.connector(grid)
+        torch.testing.assert_close(model.encode(pixels, 0.5), expected, atol=0, rtol=0)
+        assert not torch.allclose(model.encode(pixels, 0.5), model.encode(pixels, 1.0))
+
+
+def test_a_bad_adapter_or_pooling_is_one_line_exit_2(pllava, tmp_path, capsys):
+    from aurora.cli import main
+
+    root, _ = pllava
+    clip = write_video(tmp_path / "clip.mp4", make_frames(12), fps=8)
+    too_big = tmp_path / "too_big"
+    too_big.mkdir()
+    (too_big / "model.safetensors").write_bytes((root / "weights" / "model.safetensors").read_bytes())
+    (too_big / "config.json").write_text(json.dumps({"model_type": "llava", "pooling_shape": [8, 4, 4], "num_frames": 4}))
+    assert main(["caption", clip, "--model", str(root / "base"), "--adapter", str(too_big)]) == 2
+    assert "pools more frames than num_frames" in capsys.readouterr().err
+    (too_big / "config.json").write_text(json.dumps({"model_type": "llava", "pooling_shape": [4, 16, 16], "num_frames": 4}))
+    assert main(["caption", clip, "--model", str(root / "base"), "--adapter", str(too_big)]) == 2
+    err = capsys.readouterr().err
+    assert "larger than the 4x8x8 token grid" in err and len(err.strip().splitlines()) == 1

@@ -16,6 +16,7 @@ from aurora.errors import ConfigError
 
 
 class PooledConnector(nn.Module):
+    needs_grid = True  # merged tokens are put back on the patch grid before pooling (VideoLLM.encode)
     def __init__(self, projector: MLPProjector, pooling_shape: tuple[int, int, int], num_frames: int | None = None):
         super().__init__()
         self.num_frames = num_frames
@@ -32,8 +33,7 @@ class PooledConnector(nn.Module):
         frames, tokens, _ = features.shape
         side = math.isqrt(tokens)
         if side * side != tokens:
-            raise ConfigError(f"pooling needs each frame's full token grid, got {tokens} tokens "
-                              "(merged tokens have no grid: use token_kept_ratio 1.0 with this model)")
+            raise ConfigError(f"pooling needs each frame's square token grid, got {tokens} tokens")
         t, h, w = self.pooling_shape
         if t > frames or h > side or w > side:
             raise ConfigError(f"pooling_shape {self.pooling_shape} is larger than the {frames}x{side}x{side} token grid")

@@ -18,6 +18,8 @@ class Reply:
     frame_indices: list[list[int]] = field(default_factory=list)  # per visual
     frame_timestamps: list[list[float]] = field(default_factory=list)
     visual_tokens_per_frame: list[int] = field(default_factory=list)  # per visual: tokens per block
+    # per visual: tokens after each stage, {"patches", "encoder" (after ToMe), "language_model"}
+    visual_tokens: list[dict[str, int]] = field(default_factory=list)
     prompt_tokens: int = 0
     generated_tokens: int = 0
     finish_reason: str = ""  # stop / length / cancelled

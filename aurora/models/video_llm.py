@@ -29,6 +29,7 @@ from aurora.models.reply import Reply, ReplyStream
 from aurora.models.splice import pad, splice
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, get_template, segment, user_content
+from aurora.vision.merge import unmerge
 from aurora.vision.reduce import check_ratio
 
 __all__ = ["ChatModel", "Reply", "ReplyStream", "VideoLLM"]
@@ -142,9 +143,24 @@ class VideoLLM(ChatModel):
     def encode(self, pixel_values: torch.Tensor, token_kept_ratio: float) -> torch.Tensor:
         """(T, C, H, W) frames of one visual -> (B, n, D) token blocks: the tower (with ToMe at the
         ratio), then the connector. B = T for a projector, 1 for a per-video connector (pooling)."""
+        return self.encode_counted(pixel_values, token_kept_ratio)[0]
+
+    def encode_counted(self, pixel_values: torch.Tensor, token_kept_ratio: float) -> tuple[torch.Tensor, dict]:
+        """`encode`, and the visual tokens after each stage: the patches, what the encoder passes on
+        (after ToMe), what reaches the language model (after the connector's reduction).
+
+        A connector that needs the frame grid (`needs_grid`: pooling) gets merged tokens put back on
+        it (`merge.unmerge`), so in-encoder merging and pooling compose: merging speeds the tower,
+        pooling sets how many tokens reach the LM."""
         pixel_values = pixel_values.to(self.device, self.dtype)
-        features = self.tower(pixel_values, token_kept_ratio).features  # (T, n, C)
-        return self.connector(features)
+        grid = getattr(self.connector, "needs_grid", False) and token_kept_ratio < 1
+        out = self.tower(pixel_values, token_kept_ratio, track_source=grid)
+        features = unmerge(out.features, out.source) if grid else out.features  # (T, n or P, C)
+        blocks = self.connector(features)  # (B, m, D)
+        frames, side = pixel_values.shape[0], pixel_values.shape[-1] // self.tower.patch_size
+        counts = {"patches": frames * side * side, "encoder": frames * out.features.shape[1],
+                  "language_model": blocks.shape[0] * blocks.shape[1]}
+        return blocks, counts
 
     def encode_visuals(self, pixels: list[torch.Tensor], token_kept_ratio: float) -> list[torch.Tensor]:
         """Several visuals' (T_i, C, H, W) frames through the tower in one batch, then the connector
@@ -182,11 +198,12 @@ class VideoLLM(ChatModel):
                 with _timed(timings, "preprocess"):
                     pixels = self.transform(frames.array)
                 with _timed(timings, "encode"):
-                    blocks = self.encode(pixels, ratio)  # (B, n, D)
+                    blocks, counts = self.encode_counted(pixels, ratio)  # (B, n, D)
                 encoded.append(blocks)
                 reply.frame_indices.append(list(frames.indices))
                 reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
                 reply.visual_tokens_per_frame.append(blocks.shape[1])
+                reply.visual_tokens.append(counts)
                 block_counts.append(blocks.shape[0])
             turns.append((role, user_content(block_counts, " ".join(words), self.preset.template.layout,
                                               self.template.visual_join)))
