@@ -104,7 +104,7 @@ def test_captions_a_video_and_an_image_with_one_placeholder(pllava, tmp_path):
 def test_weights_round_trip_and_bad_input(pllava, tmp_path):
     root, _ = pllava
     model = aurora.load(root / "base", adapter=root / "weights")
-    aurora.models.save(model, tmp_path / "out")  # PLLaVA's layout: LoRA + projector keys only
+    aurora.models.save(model, tmp_path / "out", "pllava-weights")  # LoRA + projector keys only
     again = aurora.load(root / "base", adapter=tmp_path / "out")
     pixels = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
@@ -158,3 +158,29 @@ def test_a_bad_adapter_or_pooling_is_one_line_exit_2(pllava, tmp_path, capsys):
     assert main(["caption", clip, "--model", str(root / "base"), "--adapter", str(too_big)]) == 2
     err = capsys.readouterr().err
     assert "larger than the 4x8x8 token grid" in err and len(err.strip().splitlines()) == 1
+
+
+def test_lora_fine_tuning_exports_both_layouts_with_equal_logits(pllava, tmp_path):
+    from aurora.train import load_config, train
+
+    root, _ = pllava
+    clip = write_video(tmp_path / "clip.mp4", make_frames(12), fps=8)
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"video": str(clip), "conversations": [
+        {"from": "human", "value": "<video>\nWhat is shown?"}, {"from": "gpt", "value": "A clip."}]}) + "\n")
+    out = train(load_config(data=str(data), output_dir=str(tmp_path / "run"), model=str(root / "base"),
+                            adapter=str(root / "weights"), train_parts=["connector"], lora_rank=8, token_kept_ratio=1.0,
+                            batch_size=1, max_steps=2, lr=1e-2, warmup_steps=0), progress=False)
+    whole = aurora.load(out)  # Aurora's layout: LoRA merged
+    published = aurora.load(root / "base", adapter=tmp_path / "run" / "adapter")  # PLLaVA's layout on the base
+    before = aurora.load(root / "base", adapter=root / "weights")
+    pixels = torch.randn(4, 3, 64, 64)
+    prompt = "USER:<image> What is shown? ASSISTANT:"
+
+    def logits(model):
+        with torch.no_grad():
+            return model.language_model(inputs_embeds=model.embed_prompt(prompt, [model.encode(pixels, 1.0)])).logits
+
+    torch.testing.assert_close(logits(whole), logits(published), atol=1e-4, rtol=0)
+    assert not torch.allclose(logits(before), logits(published), atol=1e-4)  # the steps changed LoRA / projector
+    assert torch.equal(before.tower.model.embeddings.patch_embedding.weight, whole.tower.model.embeddings.patch_embedding.weight)

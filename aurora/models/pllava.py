@@ -10,7 +10,9 @@ Layouts read:
   llava-hf/llava-v1.6-vicuna-7b-hf); PLLaVA's published weights (only `lora_` and
   `multi_modal_projector` keys) come on top with `--adapter WEIGHTS_DIR`, whose config.json gives
   pooling_shape and num_frames.
-Layouts written: "pllava-weights" (PLLaVA's own: LoRA + projector keys and its config fields).
+- "xtuner": a whole PLLaVA model written by Aurora (LoRA merged; `aurora_preset.json` names the family).
+Layouts written: "xtuner" (what training exports) and "pllava-weights" (PLLaVA's own: LoRA +
+projector keys and its config fields; training writes it too when it trained LoRA).
 
 Flash-attention is never required (PLLaVA's code hard-codes it). The LoRA scaling defaults to
 the published evaluation scripts' alpha 4 (training used 32): `--lora-alpha` changes it.
@@ -18,6 +20,7 @@ the published evaluation scripts' alpha 4 (training used 32): `--lora-alpha` cha
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +30,7 @@ from transformers import LlavaNextForConditionalGeneration
 
 from aurora.connectors.pool import PooledConnector
 from aurora.errors import CheckpointError, ConfigError
+from aurora.models import auroracap
 from aurora.models.auroracap import build as compose
 from aurora.models.auroracap import llava_parts
 from aurora.models.registry import Family
@@ -47,6 +51,8 @@ def default_preset() -> Preset:
 
 
 def detect(path: Path, config: dict) -> str | None:
+    if (path / "visual_encoder").is_dir():  # a whole PLLaVA model written by Aurora (its preset names the family)
+        return auroracap.detect(path, config)
     if config.get("model_type") == "llava" and "pooling_shape" in config:  # PLLaVA's own weights folder
         raise CheckpointError(f"{path} holds PLLaVA's weights (LoRA + projector), not a whole model: pass its "
                               "LLaVA-NeXT base as --model and this folder as --adapter")
@@ -54,6 +60,8 @@ def detect(path: Path, config: dict) -> str | None:
 
 
 def load(path: Path, layout: str, dtype=torch.float32, trust_remote_code: bool = False, build=compose) -> VideoLLM:
+    if layout == "xtuner":
+        return auroracap.load_xtuner(path, dtype=dtype, trust_remote_code=trust_remote_code, build=build)
     base = from_pretrained(LlavaNextForConditionalGeneration, path, dtype=dtype)
     config = base.config
     if config.vision_feature_select_strategy != "default":
@@ -108,13 +116,20 @@ def _rank(directory: Path) -> int:
     return shapes[0][0] if shapes else LORA_RANK
 
 
-def save(model: VideoLLM, out: str | Path, layout: str = "pllava-weights") -> None:
-    """PLLaVA's layout: `model.safetensors` with only the LoRA and projector keys, and a config.json
-    with pooling_shape and num_frames (loadable by PLLaVA's code on its base)."""
+def save(model: VideoLLM, out: str | Path, layout: str = "xtuner") -> None:
+    """"xtuner": the whole model (LoRA merged) in Aurora's layout, loadable alone. "pllava-weights":
+    PLLaVA's, `model.safetensors` with only the LoRA and projector keys and a config.json with
+    pooling_shape and num_frames (loadable by PLLaVA's code on its base)."""
     from aurora.adapters.lora import save_lora
 
     if layout not in FAMILY.layouts:
         raise ConfigError(f"PLLaVA writes the layouts {FAMILY.layouts}, not {layout!r}")
+    if layout == "xtuner":
+        if hasattr(model.language_model, "merge_and_unload"):
+            model = copy.deepcopy(model)
+            model.language_model = model.language_model.merge_and_unload()
+        auroracap.save_xtuner(model, out)
+        return
     if not hasattr(model.language_model, "peft_config"):
         raise ConfigError("this PLLaVA model has no LoRA to save: attach one (--adapter) or train with lora_rank")
     out = Path(out)
@@ -130,11 +145,12 @@ def save(model: VideoLLM, out: str | Path, layout: str = "pllava-weights") -> No
 
 FAMILY = Family(
     name="pllava",
-    layouts=("pllava-weights",),
+    layouts=("xtuner", "pllava-weights"),
     detect=detect,
     load=load,
     save=save,
     build=compose,
     default_preset=default_preset,
     attach_adapter=attach_adapter,
+    adapter_layout="pllava-weights",
 )

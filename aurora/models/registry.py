@@ -40,6 +40,7 @@ class Family:
     # attach_adapter(model, directory, lora_alpha): a family whose published adapters carry more
     # than LoRA (PLLaVA: the projector too); None: LoRA on the language model only
     attach_adapter: Callable[..., None] | None = None
+    adapter_layout: str | None = None  # a layout of `layouts` holding adapters only; training writes it too
 
 
 _FAMILIES: dict[str, str | Family] = {

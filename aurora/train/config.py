@@ -33,7 +33,10 @@ class TrainConfig:
     # linear heads on the ground truth of `aurora synth` records (aurora.train.attributes)
     objective: str = "caption"
     attribute_frames: int = 0  # objective attributes: frames per clip through the tower (0: all num_frames)
-    lora_rank: int = 0  # > 0: LoRA (peft) on the language model instead of training it fully
+    adapter: str | None = None  # an adapter directory loaded onto `model` first (e.g. PLLaVA's weights)
+    adapter_alpha: float | None = None  # its LoRA alpha, if not the saved / family default
+    lora_rank: int = 0  # > 0: LoRA (peft) on the language model instead of training it fully; with
+    # `adapter`, that adapter's LoRA trains (its own rank and targets)
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     token_kept_ratio: float = 0.1  # merging during training (AuroraCap trains at 0.1)

@@ -66,7 +66,10 @@ def set_trainable(model, parts: tuple[str, ...], lora_rank: int = 0, lora_alpha:
     model.requires_grad_(False)
     for part in parts:
         getattr(model, part).requires_grad_(True)
-    if lora_rank > 0:
+    if lora_rank > 0 and hasattr(model.language_model, "peft_config"):  # an adapter loaded with the model
+        for name, param in model.language_model.named_parameters():
+            param.requires_grad_("lora_" in name)  # keeps its own rank and targets
+    elif lora_rank > 0:
         from aurora.adapters.lora import apply_lora
 
         model.language_model = apply_lora(model.language_model, lora_rank, lora_alpha, lora_targets)
@@ -79,7 +82,7 @@ def initial_model(config: TrainConfig, records: list[dict]):
     if config.model:
         from aurora.models import load
 
-        return load(config.model, device="cpu", dtype="float32")
+        return load(config.model, device="cpu", dtype="float32", adapter=config.adapter, lora_alpha=config.adapter_alpha)
     if config.scratch.tokenizer_data:
         from aurora.train.data import read_records
 
@@ -227,7 +230,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     bar.close()
     final = out / "model"
     if accelerator.is_main_process:
-        _export(accelerator.unwrap_model(wrapper).model, final)
+        trained = accelerator.unwrap_model(wrapper).model
+        _export(trained, final)
+        _export_adapter(trained, out / "adapter")
         summary = {"steps": state.step, "skipped_records": dataset.skipped.total,
                    "skipped_by_reason": dict(dataset.skipped.reasons)}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -277,6 +282,15 @@ def _export(model, directory: Path) -> None:
         model = copy.deepcopy(model)
         model.language_model = model.language_model.merge_and_unload()
     save(model, directory)
+
+
+def _export_adapter(model, directory: Path) -> None:
+    """Trained LoRA also in the family's adapter-only layout (PLLaVA's: LoRA + projector keys), if it has one."""
+    from aurora.models import family_of
+
+    family = family_of(model)
+    if family.adapter_layout and hasattr(model.language_model, "peft_config"):
+        family.save(model, directory, family.adapter_layout)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
