@@ -17,7 +17,7 @@ import os
 from functools import partial
 from pathlib import Path
 
-from aurora.argtypes import positive_float, positive_int, ratio
+from aurora.argtypes import positive_float, positive_int
 from aurora.errors import ConfigError
 from aurora.eval import registry
 from aurora.model_flags import add_generation_flags, add_load_flags, load_model

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from aurora import media
+from aurora.media.sampling import window_middle_indices
 from aurora.errors import MediaError
 from aurora.eval.task import FrameSpec
 
@@ -22,16 +23,8 @@ GIF_FPS = 25.0  # MVBench's read_gif default
 FOLDER_FPS = 3.0  # MVBench's read_frame default (TVQA frames_fps3_hq)
 
 
-def window_indices(num_segments: int, last: int, fps: float | None = None,
-                   bound: tuple[float, float] | None = None, first: int = 0) -> list[int]:
-    """MVBench's frame choice over frames first..last (inclusive), optionally within `bound` seconds."""
-    if bound is None:
-        start_idx, end_idx = first, last  # the published (-100000, 100000) s bound saturates to these
-    else:
-        start_idx = max(first, round(bound[0] * fps))  # Python's round, as published
-        end_idx = min(round(bound[1] * fps), last)
-    seg = float(end_idx - start_idx) / num_segments
-    return [int(start_idx + seg / 2 + np.round(seg * i)) for i in range(num_segments)]
+# MVBench's get_index: the one segment-middle rule, in aurora.media (also PLLaVA's)
+window_indices = window_middle_indices
 
 
 def longvideobench_indices(max_frames: int, duration: float, fps: float, total: int) -> list[int]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from aurora import media
 from aurora.errors import AuroraError, ConfigError
-from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, Template, segment, user_content
+from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, Template, segment, user_content  # noqa: F401 (IGNORE: re-exported)
 
 log = logging.getLogger(__name__)
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
