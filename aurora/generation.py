@@ -71,8 +71,9 @@ class TextCallbackStreamer(BaseStreamer):
     `inputs_embeds`, transformers passes no prompt ids (the first `put` is empty).
     """
 
-    def __init__(self, tokenizer, on_text=None, stop: tuple[str, ...] = ()):
+    def __init__(self, tokenizer, on_text=None, stop: tuple[str, ...] = (), skip_prompt: bool = False):
         self.tokenizer = tokenizer
+        self.skip_prompt = skip_prompt  # models fed input_ids get the prompt back first: not text
         self.on_text = on_text
         self.stop = tuple(s for s in stop if s)
         self.tokens: list[int] = []
@@ -80,6 +81,9 @@ class TextCallbackStreamer(BaseStreamer):
         self.first_token_time: float | None = None
 
     def put(self, value):
+        if self.skip_prompt:
+            self.skip_prompt = False
+            return
         ids = value.reshape(-1).tolist()
         if not ids:
             return
@@ -152,7 +156,8 @@ class Generator:
         """
         batch = inputs["attention_mask"].shape[0]
         streams = options.streams and batch == 1
-        streamer = TextCallbackStreamer(self.tokenizer, on_text if streams else None, options.stop)
+        streamer = TextCallbackStreamer(self.tokenizer, on_text if streams else None, options.stop,
+                                        skip_prompt="input_ids" in inputs)
         max_new_tokens = options.max_new_tokens or self.default_max_new_tokens
         kwargs = options.generate_kwargs(max_new_tokens)
         if options.stop:
