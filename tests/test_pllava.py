@@ -184,3 +184,46 @@ def test_lora_fine_tuning_exports_both_layouts_with_equal_logits(pllava, tmp_pat
     torch.testing.assert_close(logits(whole), logits(published), atol=1e-4, rtol=0)
     assert not torch.allclose(logits(before), logits(published), atol=1e-4)  # the steps changed LoRA / projector
     assert torch.equal(before.tower.model.embeddings.patch_embedding.weight, whole.tower.model.embeddings.patch_embedding.weight)
+
+
+def test_pllava_evaluation_prompts_are_the_published_ones(pllava, tmp_path):
+    """PLLaVA's conv_eval_mvbench / conv_eval_videoqabench prompts (magic-research/PLLaVA,
+    tasks/eval/eval_utils.py and the eval scripts), composed by hand from the published pieces."""
+    from argparse import Namespace
+
+    from aurora.eval import cli as eval_cli
+    from aurora.eval.frames import load_frames
+    from aurora.eval.predictors import AuroraPredictor
+    from aurora.eval.tasks import mvbench, videoqa
+    from aurora.generation import GenerationOptions
+
+    root, _ = pllava
+    model = aurora.load(root / "base", adapter=root / "weights")
+    clip = write_video(tmp_path / "clip.mp4", make_frames(24), fps=8)
+    seen = []
+    prepare = model.prepare
+    model.prepare = lambda messages, *a, **k: seen.append(prepare(messages, *a, **k)) or seen[-1]
+    predictor = AuroraPredictor(model, options=GenerationOptions(max_new_tokens=1))
+    args = Namespace(protocol="auto", num_frames=None, post_prompt="")
+    assert eval_cli.resolve_protocol(mvbench, args, predictor) == "pllava"
+    args.protocol = "pllava"
+    question = "Question: What moves?\nOptions:\n(A) a ball\n(B) a cup"
+    item = {"video": clip, "question": question, "answer": "(A) a ball", "kind": "video", "bound": None, "task": "x"}
+    predictor.answer(mvbench.queries(item, args))
+    system = ("Carefully watch the video and pay attention to the cause and sequence of events, the detail and movement "
+              "of objects, and the action and pose of persons. Based on your observations, select the best option that "
+              "accurately addresses the question.\n")
+    expected = system + " USER: <image>\n USER: " + question + " \nOnly give the best option. ASSISTANT:Best option:("
+    frames = load_frames(clip, mvbench.queries(item, args)[0].frames)
+    with torch.no_grad():
+        blocks = model.encode(model.transform(frames.array), 1.0)
+        torch.testing.assert_close(seen[-1][0], model.embed_prompt(expected, [blocks]), atol=0, rtol=0)
+    predictor.answer(videoqa.queries({"video": clip, "question": "What moves?"}, args))
+    expected = ("USER: <image>\n The input consists of a sequence of key frames from a video. Answer the question concisely "
+                "first and followed by significant events, characters, or objects that appear throughout the frames. "
+                "Question: What moves? \n ASSISTANT:\nAnswer: In the video,")
+    frames = model.load_frames(clip)
+    with torch.no_grad():
+        blocks = model.encode(model.transform(frames.array), 1.0)
+        torch.testing.assert_close(seen[-1][0], model.embed_prompt(expected, [blocks]), atol=0, rtol=0)
+    assert mvbench.protocol(Namespace(protocol="pllava", num_frames=None, tasks="", json_dir="."))["variant"] == "pllava"
