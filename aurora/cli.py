@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parsers(sub)
 
+    from aurora.batch.cli import add_parser as add_batch_parser  # caption-batch
+
+    add_batch_parser(sub)
+
     p = sub.add_parser("convert", help="convert a checkpoint to the HF LLaVA layout (or xtuner)")
     p.add_argument("src", help="checkpoint directory or hub id")
     p.add_argument("dst", help="output directory (must not exist or be empty)")
