@@ -94,14 +94,9 @@ class Captioner:
         return rows
 
     def _caption(self, chunk: list[Decoded]) -> list[dict]:
+        options = {name: self.settings[name] for name in ("prompt", "token_kept_ratio", "max_new_tokens")}
         try:
-            replies = self.model.caption_batch(
-                [it.frames for it in chunk],
-                prompt=self.settings["prompt"],
-                fps=self.settings["fps"],
-                token_kept_ratio=self.settings["token_kept_ratio"],
-                max_new_tokens=self.settings["max_new_tokens"],
-            )
+            replies = self.model.caption_batch([it.frames for it in chunk], **options)
         except Exception as e:  # noqa: BLE001 - isolate the input that broke the batch
             if len(chunk) == 1:
                 _release_memory()

@@ -31,14 +31,14 @@ def decode_row(row: dict, num_frames: int = 8, fps: float | None = None, samplin
     frames = item.frames
     return {
         "path": item.path,
-        "error": item.error,
+        "error": item.error or "",  # no None in columns: numpy batches would turn them into NaN
         "decode_s": item.seconds,
         "frames": frames.array if frames is not None else np.zeros((0, 1, 1, 3), np.uint8),  # (T, H, W, 3) uint8
         "frame_indices": list(frames.indices) if frames is not None else [],
         "frame_timestamps": list(frames.timestamps) if frames is not None else [],
         "total_frames": frames.total_frames if frames is not None else 0,
-        "video_fps": frames.fps if frames is not None else None,
-        "duration": frames.duration if frames is not None else None,
+        "video_fps": _or_nan(frames.fps if frames is not None else None),
+        "duration": _or_nan(frames.duration if frames is not None else None),
         "is_image": frames.is_image if frames is not None else False,
     }
 
@@ -58,7 +58,7 @@ class CaptionBatch:
     def __call__(self, batch: dict):
         items = []
         for i, path in enumerate(batch["path"]):
-            error = batch["error"][i]
+            error = str(batch["error"][i]) or None
             frames = None
             if error is None:
                 frames = media.Frames(
@@ -75,8 +75,12 @@ class CaptionBatch:
         return to_table(self.captioner(items))
 
 
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def _number(value) -> float | None:
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
+    return None if value is None or np.isnan(value) else float(value)
 
 
 def run_ray(references: list[str], frames: FrameSettings, model, options: dict, batch_size: int, workers: int,
@@ -95,7 +99,11 @@ def run_ray(references: list[str], frames: FrameSettings, model, options: dict, 
         device = options.get("device", "auto")
         gpus = 1 if device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         ds = ray.data.from_items([{"path": reference} for reference in references])
-        ds = ds.map(decode_row, fn_kwargs={"num_frames": frames.num_frames, "fps": frames.fps, "sampling": frames.sampling})
+        # Decoding asks for half a CPU: two light single-threaded decodes per core, and requirements
+        # unlike the actors', so Ray Data keeps it a separate stage of CPU tasks rather than fusing it
+        # into the actors (where it would no longer overlap with captioning).
+        ds = ds.map(decode_row, fn_kwargs={"num_frames": frames.num_frames, "fps": frames.fps, "sampling": frames.sampling},
+                    num_cpus=0.5)
         ds = ds.map_batches(
             CaptionBatch,
             fn_constructor_kwargs={"model": model, "batch_size": batch_size, **options},
