@@ -7,11 +7,16 @@ with the bundled default model, in videos/s:
 
 - `aurora caption` called once per clip (a shell loop: each call starts Python and loads the model),
   timed on the first --cli-clips clips;
-- a plain Python loop over `model.caption` (the model loaded once): the baseline of the ratios;
+- a plain Python loop over `model.caption` (the model loaded once): the baseline of the ratios; and
+  the same loop with torch limited to 1 thread (what the batch job's thread rule does, see below);
 - `caption_dataset` (what `aurora caption-batch` runs), local engine, decoding inline (0 workers),
   in 1 and in 2 worker processes;
 - the Ray engine on a local Ray cluster (1 captioning actor; the cluster is started before timing,
   the actor's model load is inside it).
+
+On the CPU the local engine gives torch the cores its decoding workers leave, and Ray gives an
+actor the CPUs it reserved (1 here): on a busy 2-core machine torch's 2 default threads spin against
+everything else, so the 1-thread loop separates that effect from batching and overlap.
 
 Where time goes: the rows' per-stage seconds (decode, preprocess, encode; prefill and generate
 shared over a batch) summed over clips. Every case runs in its own process; captions are compared
@@ -49,7 +54,7 @@ def make_clips(folder: Path, count: int) -> list[str]:
 
 
 def run_case(case: dict) -> dict:
-    clips = case["clips"]
+    clips = make_clips(Path(case["folder"]), case["clips"])
     if case["impl"] == "cli-loop":
         start = time.perf_counter()
         for clip in clips:
@@ -59,6 +64,10 @@ def run_case(case: dict) -> dict:
     import aurora
     from aurora.batch import caption_dataset
 
+    if case.get("threads"):
+        import torch
+
+        torch.set_num_threads(case["threads"])
     model = aurora.load(None, device="cpu") if case["impl"] != "ray" else None
     if model is not None:
         model.caption(clips[0])  # warm-up
@@ -92,11 +101,15 @@ def main():
     p.add_argument("--no-ray", dest="ray", action="store_false")
     args = p.parse_args()
     cache = Path(os.environ.get("AURORA_BENCH_CACHE", Path(tempfile.gettempdir()) / "aurora-bench"))
-    clips = make_clips(cache / "batch_clips", args.clips)
-    cases = [dict(impl="plain-loop", clips=clips), dict(impl="cli-loop", clips=clips[: args.cli_clips])]
-    cases += [dict(impl="caption-batch", clips=clips, workers=w, batch_size=args.batch_size) for w in (0, 1, 2)]
+    folder = str(cache / "batch_clips")
+    make_clips(Path(folder), args.clips)
+    cases = [dict(impl="plain-loop", folder=folder, clips=args.clips),
+             dict(impl="plain-loop", folder=folder, clips=args.clips, threads=1),
+             dict(impl="cli-loop", folder=folder, clips=args.cli_clips)]
+    cases += [dict(impl="caption-batch", folder=folder, clips=args.clips, workers=w, batch_size=args.batch_size)
+              for w in (0, 1, 2)]
     if args.ray:
-        cases.append(dict(impl="ray", clips=clips, workers=1, batch_size=args.batch_size))
+        cases.append(dict(impl="ray", folder=folder, clips=args.clips, workers=1, batch_size=args.batch_size))
     results = run_cases(__file__, cases, timeout=3600)
     base = results[0]
     base_rate = base["videos"] / base["seconds"]
@@ -104,6 +117,7 @@ def main():
     for r in results:
         case = r["case"]
         name = case["impl"] + (f" ({case['workers']} workers)" if case["impl"] == "caption-batch" else "")
+        name += f" ({case['threads']} torch thread)" if case.get("threads") else ""
         rate = r["videos"] / r["seconds"]
         row = {"case": name, "videos": r["videos"], "seconds": r["seconds"], "videos/s": rate,
                "x plain loop": rate / base_rate, "peak RSS MB": r["peak_rss_mb"]}

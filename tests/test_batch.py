@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aurora.batch.captioner import Captioner, Decoded, FrameSettings, decode
+from aurora.batch.captioner import Captioner, FrameSettings, decode
 from aurora.batch.inputs import read_inputs
 from aurora.batch.job import caption_dataset
 from aurora.batch.results import open_results
@@ -54,7 +54,9 @@ def model():
 def whole(clips, model, tmp_path_factory):
     """The uninterrupted local run every other run is compared with."""
     out = tmp_path_factory.mktemp("whole") / "captions.jsonl"
+    threads = torch.get_num_threads()
     rows = caption_dataset(clips, out, model=model, batch_size=8, workers=1, progress=False, **FAST)
+    assert torch.get_num_threads() == threads  # the job's thread setting does not outlive it
     return rows, out
 
 
@@ -171,6 +173,14 @@ def test_inputs_from_lists_and_tables(clips, tmp_path):
     assert read_inputs(tmp_path / "t.parquet") == found[:3]
     with pytest.raises(ConfigError, match="no column 'path'.*id, video"):
         read_inputs(tmp_path / "t.csv")
+
+
+def test_urls_are_fetched_and_private_addresses_refused(clips):
+    frames = FrameSettings(4, None, "uniform")
+    fetched = decode(f"file://{clips / 'clip_01.mp4'}", frames)
+    assert fetched.error is None and len(fetched.frames.indices) == 4
+    refused = decode("http://127.0.0.1:9/clip.mp4", frames)
+    assert refused.frames is None and "non-public address" in refused.error
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -16,6 +16,7 @@ caption rows out; see the README's "Batch captioning"):
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import numpy as np
@@ -96,6 +97,7 @@ def run_ray(references: list[str], frames: FrameSettings, model, options: dict, 
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job's own bar counts rows as they are written
         context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-run notices between the bar's updates
         device = options.get("device", "auto")
         gpus = 1 if device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         ds = ray.data.from_items([{"path": reference} for reference in references])
