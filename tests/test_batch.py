@@ -235,6 +235,7 @@ def test_the_batch_halves_until_it_fits_and_a_failing_input_is_isolated(clips):
     assert {r["timings"]["generate"] for r in ok} <= {2.0, 1.0, 2 / 3}  # the batch's time shared by its inputs
 
 
+@pytest.mark.slow  # ~35 s here: a Ray cluster starts and its actor loads the model
 def test_ray_engine_gives_the_local_engines_rows(clips, whole, tmp_path):
     ray = pytest.importorskip("ray")
     inputs = [str(clips / name) for name in ("bad/text.mp4", "bad/empty.webm")] + read_inputs(clips)[5::6]
