@@ -57,7 +57,7 @@ def _media_below(directory: Path) -> list[str]:
     extensions = media.VIDEO_EXTENSIONS + media.IMAGE_EXTENSIONS
     found = [
         os.path.join(root, name)
-        for root, _, names in os.walk(directory, followlinks=True)
+        for root, _, names in os.walk(directory)
         for name in names
         if os.path.splitext(name)[1].lower() in extensions
     ]

@@ -67,7 +67,11 @@ def caption_dataset(
     rows = list(writer.rows) if writer is not None else []
     done = {row["path"] for row in rows}
     todo = [reference for reference in references if reference not in done]
-    bar = _Progress(total=len(references), done=len(references) - len(todo), enabled=progress)
+    if todo and engine == "local" and loaded is None:
+        import aurora
+
+        loaded = aurora.load(model, device=device, dtype=dtype)
+    bar = _Progress(total=len(references), done=len(references) - len(todo), enabled=progress)  # after loading
 
     def on_rows(new: list[dict]) -> None:
         if writer is not None:
@@ -80,10 +84,6 @@ def caption_dataset(
         if todo and engine == "local":
             from aurora.batch.local import run_local
 
-            if loaded is None:
-                import aurora
-
-                loaded = aurora.load(model, device=device, dtype=dtype)
             run_local(todo, Captioner(loaded, settings, batch_size), frames, workers, on_rows)
         elif todo:
             from aurora.batch.ray_engine import run_ray
