@@ -211,7 +211,7 @@ class FakeModel:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         if any(v.path == self.broken for v in visuals):
             raise ValueError("something in this input breaks the model")
-        from aurora.models.video_llm import Reply
+        from aurora.models.reply import Reply
 
         return [Reply(text=f"caption of {v.path}", model="fake", frame_indices=[v.indices], frame_timestamps=[v.timestamps],
                       visual_tokens_per_frame=[16], generated_tokens=3, timings={"prefill": 1.0, "generate": 2.0}) for v in visuals]

@@ -41,13 +41,13 @@ def job_settings(preset, model_name: str, prompt=None, num_frames=None, fps=None
     """A job's options resolved against the model's preset: the rows' `settings` and the frame settings."""
     settings = {
         "model": model_name,
-        "prompt": prompt or preset.default_prompt,
-        "num_frames": num_frames or preset.num_frames,
+        "prompt": prompt or preset.template.default_prompt,
+        "num_frames": num_frames or preset.media.num_frames,
         "fps": fps,
-        "token_kept_ratio": preset.token_kept_ratio if token_kept_ratio is None else token_kept_ratio,
-        "max_new_tokens": max_new_tokens or preset.max_new_tokens,
+        "token_kept_ratio": preset.reducer.token_kept_ratio if token_kept_ratio is None else token_kept_ratio,
+        "max_new_tokens": max_new_tokens or preset.generation.max_new_tokens,
     }
-    return settings, FrameSettings(settings["num_frames"], fps, preset.sampling)
+    return settings, FrameSettings(settings["num_frames"], fps, preset.media.sampling)
 
 
 def decode(reference: str, frames: FrameSettings) -> Decoded:

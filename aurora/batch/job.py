@@ -100,13 +100,14 @@ def caption_dataset(
 
 
 def _preset_of(model) -> tuple:
-    """The preset (frame sampling, prompt and merging defaults) of a checkpoint, without loading it."""
-    from aurora.models import DEFAULT_MODEL, resolve
+    """The preset (frame sampling, prompt and merging defaults) of a checkpoint, without loading its
+    weights: its aurora_preset.json over its family's defaults, as the family's loader reads it."""
+    from aurora.models import DEFAULT_MODEL, detect, resolve
     from aurora.preset import Preset
 
-    if model is None:
-        return Preset.load(DEFAULT_MODEL), DEFAULT_MODEL_NAME
-    return Preset.load(resolve(model)), str(model)
+    path = DEFAULT_MODEL if model is None else resolve(model)
+    family, _ = detect(path)
+    return Preset.load(path, **family.default_preset().to_dict()), DEFAULT_MODEL_NAME if model is None else str(model)
 
 
 class _Progress:

@@ -34,8 +34,27 @@ def window_indices(num_segments: int, last: int, fps: float | None = None,
     return [int(start_idx + seg / 2 + np.round(seg * i)) for i in range(num_segments)]
 
 
+def longvideobench_indices(max_frames: int, duration: float, fps: float, total: int) -> list[int]:
+    """LongVideoBench's load_video (longvideobench/longvideobench_dataset.py): n = min(max_frames,
+    int(duration)) frames, frame i = int(int(duration * fps) / n) * i, from the annotated duration.
+
+    At least one frame for clips under a second, and indices past the file's last frame (an
+    annotation longer than the file) are clamped to it, where the published decord call would fail.
+    """
+    n = max(1, min(max_frames, int(duration)))
+    step = int(int(duration * fps) / n)
+    return [min(step * i, total - 1) for i in range(n)]
+
+
 def load_frames(path: str, spec: FrameSpec) -> media.Frames:
     """The frames `spec` asks for, as `aurora.media.Frames`."""
+    if spec.sampling == "longvideobench":
+        def chosen(total: int, video_fps: float | None) -> list[int]:
+            if not video_fps:
+                raise MediaError(f"{path!r} states no frame rate, so LongVideoBench's frames cannot be located")
+            return longvideobench_indices(spec.num_frames, spec.duration, video_fps, total)
+
+        return media.load_video(path, choose=chosen)
     if spec.kind == "frame":
         return _load_folder(path, spec)
     if spec.bound is None:

@@ -160,7 +160,7 @@ class _Job:
         self.pending: list = []  # concurrent futures still using the temp files / the model
         self.timings: dict[str, float] = {}
         self.id, self.created = protocol.completion_id(), protocol.now()
-        self.token_kept_ratio = model.preset.token_kept_ratio
+        self.token_kept_ratio = model.preset.reducer.token_kept_ratio
         self.finished = False
 
     async def start(self, request: Request, chat: protocol.ChatRequest) -> None:
