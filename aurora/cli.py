@@ -118,6 +118,7 @@ COMMANDS = {
     "serve": "aurora.serve.cli:add_serve_parser",
     "gui": "aurora.serve.cli:add_gui_parser",
     "gallery": "aurora.gallery.cli:add_parser",
+    "caption-batch": "aurora.batch.cli:add_parser",
     "convert": _add_convert,
 }
 
