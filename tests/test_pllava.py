@@ -75,7 +75,7 @@ def reference_logits(root, weights, pixels, prompt, alpha):
         return base.lm_head(hidden)
 
 
-@pytest.mark.parametrize("frames, alpha", [(4, 4), (2, 32)])
+@pytest.mark.parametrize("frames, alpha", [(4, 4), (16, 4), (2, 32), (1, 4)])  # 1: an image, repeated
 def test_logits_equal_an_independent_composition(pllava, frames, alpha):
     root, weights = pllava
     model = aurora.load(root / "base", adapter=root / "weights", lora_alpha=None if alpha == 4 else alpha)
@@ -226,4 +226,38 @@ def test_pllava_evaluation_prompts_are_the_published_ones(pllava, tmp_path):
     with torch.no_grad():
         blocks = model.encode(model.transform(frames.array), 1.0)
         torch.testing.assert_close(seen[-1][0], model.embed_prompt(expected, [blocks]), atol=0, rtol=0)
-    assert mvbench.protocol(Namespace(protocol="pllava", num_frames=None, tasks="", json_dir="."))["variant"] == "pllava"
+    from aurora.eval.tasks import vcg
+
+    vcg_query = vcg.queries({"video": clip, "questions": ["What happens?"]}, args)[0]
+    predictor.answer([vcg_query])
+    expected = ("You are Video-ChatGPT, a large vision-language assistant. You are able to understand the video content "
+                "that the user provides, and assist the user with a variety of tasks using natural language.Follow the "
+                "instructions carefully and explain your answers in detail based on the provided video."
+                " USER: <image>\n USER: What happens? ASSISTANT:")
+    with torch.no_grad():
+        torch.testing.assert_close(seen[-1][0], model.embed_prompt(expected, [blocks]), atol=0, rtol=0)
+    assert vcg_query.stop == ("###", "USER") and vcg_query.max_new_tokens == 512
+
+
+def test_convert_writes_a_whole_model_and_a_mismatched_adapter_is_refused(pllava, tmp_path, capsys):
+    from aurora.cli import main
+
+    root, weights = pllava
+    assert main(["convert", str(root / "base"), str(tmp_path / "whole"), "--adapter", str(root / "weights"),
+                 "--to", "xtuner"]) == 0
+    whole, published = aurora.load(tmp_path / "whole"), aurora.load(root / "base", adapter=root / "weights")
+    pixels = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        a, b = (m.language_model(inputs_embeds=m.embed_prompt("USER:<image> Hi ASSISTANT:", [m.encode(pixels, 1.0)])).logits
+                for m in (whole, published))
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert main(["convert", str(root / "base"), str(tmp_path / "x"), "--to", "hf"]) == 2
+    assert "written as xtuner or pllava-weights" in capsys.readouterr().err
+    wrong = tmp_path / "wrong"  # an adapter for a wider model (another base)
+    wrong.mkdir()
+    save_file({k: torch.cat([v, v], dim=-1) if k.endswith("lora_A.default.weight") else v for k, v in weights.items()},
+              wrong / "model.safetensors")
+    clip = write_video(tmp_path / "clip.mp4", make_frames(8), fps=8)
+    assert main(["caption", clip, "--model", str(root / "base"), "--adapter", str(wrong)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lora_A" in err and len(err.splitlines()) == 1

@@ -49,10 +49,10 @@ class AuroraPredictor:
         answers: list[Answer | None] = [None] * len(queries)
         groups: dict[tuple, list[int]] = {}  # one generate call never mixes prefixes or token limits
         for i, query in enumerate(queries):  # nor templates
-            key = (query.prefix, self.options.max_new_tokens or query.max_new_tokens, query.template)
+            key = (query.prefix, self.options.max_new_tokens or query.max_new_tokens, query.template, query.stop)
             groups.setdefault(key, []).append(i)
-        for (prefix, max_new_tokens, template), members in groups.items():
-            options = replace(self.options, max_new_tokens=max_new_tokens)
+        for (prefix, max_new_tokens, template, stop), members in groups.items():
+            options = replace(self.options, max_new_tokens=max_new_tokens, stop=tuple(self.options.stop) + stop)
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start:start + self.batch_size]
                 for i, answer in zip(chunk, self._generate([queries[i] for i in chunk], prefix, options, template)):

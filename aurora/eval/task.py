@@ -60,6 +60,7 @@ class Query:
     max_new_tokens: int | None = None  # the protocol's limit; --max-new-tokens overrides it
     system: str = ""  # a system message, through the template's system slot (PLLaVA's protocols)
     template: str | None = None  # the conversation template the protocol needs (None: the model's)
+    stop: tuple[str, ...] = ()  # text that ends the answer (PLLaVA's VCG: "###", "USER")
 
 
 def find_video(directory: str, name: str, extensions: tuple[str, ...]) -> str | None:
