@@ -113,6 +113,12 @@ def test_weights_round_trip_and_bad_input(pllava, tmp_path):
     torch.testing.assert_close(a, b, atol=0, rtol=0)
     with pytest.raises(CheckpointError, match="pass its LLaVA-NeXT base as --model"):
         aurora.load(root / "weights")
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    (tmp_path / "out" / "config.json").write_text(json.dumps({**config, "base_model": str(root / "base")}))
+    named = aurora.load(tmp_path / "out")  # a weights folder that names its base loads alone
+    with torch.no_grad():
+        c = named.language_model(inputs_embeds=named.embed_prompt("USER:<image> Hi ASSISTANT:", [named.encode(pixels, 1.0)])).logits
+    torch.testing.assert_close(a, c, atol=0, rtol=0)
     partial = tmp_path / "partial"
     partial.mkdir()
     from safetensors.torch import load_file
