@@ -55,9 +55,20 @@ def test_a_video_caption_equals_transformers_generate(qwen, tmp_path):
               + "<|video_pad|>" * count + "<|vision_end|>Describe the video in detail.<|im_end|>\n<|im_start|>assistant\n")
     ids = torch.tensor([model.tokenizer.encode(prompt, add_special_tokens=False)])
     reference = Qwen2VLForConditionalGeneration.from_pretrained(qwen).eval()
-    with torch.no_grad():
+    types = (ids == reference.config.video_token_id).long() * 2  # the processor's mm_token_type_ids: video = 2
+    grid = torch.tensor([[t, h, w]])
+    with torch.no_grad():  # M-RoPE is on: without the types transformers gives other (1-D) positions
+        full = reference(input_ids=ids, pixel_values_videos=pixels, video_grid_thw=grid, mm_token_type_ids=types).logits
+        flat_positions = torch.arange(ids.shape[1]).view(1, 1, -1).expand(3, 1, -1)
+        flat = reference(input_ids=ids, pixel_values_videos=pixels, video_grid_thw=grid,
+                         position_ids=flat_positions).logits
+        assert not torch.allclose(full, flat, atol=1e-4)
+        inputs, _ = model.prepare(model._caption_messages(frames, None))
+        ours = model.model(**model.collate([inputs])).logits
+        torch.testing.assert_close(ours, full, atol=1e-5, rtol=0)
+        reference.model.rope_deltas = None
         out = reference.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values_videos=pixels,
-                                 video_grid_thw=torch.tensor([[t, h, w]]), max_new_tokens=6, do_sample=False,
+                                 video_grid_thw=grid, mm_token_type_ids=types, max_new_tokens=6, do_sample=False,
                                  eos_token_id=model.tokenizer.eos_token_id,
                                  suppress_tokens=model.generator.suppressed_token_ids)[0, ids.shape[1]:]
     ended = [i for i, token in enumerate(out.tolist()) if token == model.tokenizer.eos_token_id]

@@ -122,16 +122,21 @@ class Qwen2VL(ChatModel):
                 reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
                 reply.visual_tokens_per_frame.append(text.count("_pad|>"))
             turns.append((role, "".join(pieces)))
-        ids = self.tokenizer.encode(chat.render(turns), add_special_tokens=False)
+        ids = torch.tensor(self.tokenizer.encode(chat.render(turns), add_special_tokens=False))
         reply.prompt_tokens = len(ids)
-        inputs["input_ids"] = torch.tensor(ids)
+        inputs["input_ids"] = ids
+        # which tokens are image (1) or video (2) pads: without it transformers falls back to 1-D positions
+        config = self.model.config
+        inputs["mm_token_type_ids"] = (ids == config.image_token_id).long() + 2 * (ids == config.video_token_id).long()
         return inputs, reply
 
     def collate(self, rows: list[dict]) -> dict:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids, mask = pad([row["input_ids"] for row in rows], side="left", value=pad_id)
-        batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
-        for key in {k for row in rows for k in row if k != "input_ids"}:
+        types, _ = pad([row["mm_token_type_ids"] for row in rows], side="left", value=0)
+        batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
+                 "mm_token_type_ids": types.to(self.device)}
+        for key in {k for row in rows for k in row if k not in batch}:
             value = torch.cat([row[key] for row in rows if key in row]).to(self.device)
             batch[key] = value.to(self.model.dtype) if value.is_floating_point() else value
         return batch
