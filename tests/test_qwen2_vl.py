@@ -7,7 +7,6 @@ from PIL import Image
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
 import aurora
-from aurora.errors import ConfigError
 from aurora.models.qwen2_vl import VISUAL_TOKENS, patches
 from aurora.testing.checkpoints import build_tokenizer
 from aurora.testing.media import make_frames, write_video
@@ -76,8 +75,37 @@ def test_a_video_caption_equals_transformers_generate(qwen, tmp_path):
     assert reply.prompt_tokens == ids.shape[1] and reply.visual_tokens_per_frame == [count]
     assert reply.text == model.tokenizer.decode(out, skip_special_tokens=True).lstrip()
     assert reply.generated_tokens == len(out)
-    with pytest.raises(ConfigError, match="not available yet"):
-        model.caption(clip, token_kept_ratio=0.5)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.1])
+def test_reduction_after_the_merger_keeps_m_rope_positions(qwen, tmp_path, ratio):
+    model = aurora.load(qwen)
+    clip = write_video(tmp_path / "clip.mp4", make_frames(12, 56, 84), fps=8)
+    frames = model.load_frames(clip, num_frames=4)
+    full_inputs, full = model.prepare(model._caption_messages(frames, None))
+    inputs, reply = model.prepare(model._caption_messages(frames, None), token_kept_ratio=ratio)
+    merged = full.visual_tokens_per_frame[0]
+    kept = round(ratio * merged)
+    assert reply.visual_tokens == [{"patches": 4 * merged, "encoder": merged, "language_model": kept}]
+    assert reply.prompt_tokens == full.prompt_tokens - merged + kept
+    reference = Qwen2VLForConditionalGeneration.from_pretrained(qwen).eval().model
+    ids = full_inputs["input_ids"][None]
+    positions, _ = reference.get_rope_index(ids, full_inputs["mm_token_type_ids"][None],
+                                            video_grid_thw=full_inputs["video_grid_thw"])  # (3, 1, L) unreduced
+    # every kept token has its unreduced position: match kept embeddings back to their places
+    with torch.no_grad():
+        features = reference.get_video_features(full_inputs["pixel_values_videos"], full_inputs["video_grid_thw"]).pooler_output[0]
+        embeds = reference.get_input_embeddings()(ids[0])
+    embeds[ids[0] == reference.config.video_token_id] = features
+    where = inputs["kept"]  # places of the kept tokens in the unreduced prompt
+    assert where.tolist() == sorted(set(where.tolist()))
+    torch.testing.assert_close(inputs["inputs_embeds"], embeds[where], atol=1e-6, rtol=0)
+    torch.testing.assert_close(inputs["position_ids"], positions[:, 0, where], atol=0, rtol=0)
+    text = (ids[0] != reference.config.video_token_id).nonzero()[:, 0].tolist()
+    assert set(text) <= set(where.tolist())  # all text stays
+    first = (ids[0] == reference.config.video_token_id).nonzero()[:, 0][: merged // 2]  # the first time step
+    assert set(first.tolist()) <= set(where.tolist()) or kept < merged // 2
+    assert model.caption(clip, num_frames=4, token_kept_ratio=ratio, max_new_tokens=4).generated_tokens > 0
 
 
 def test_an_image_and_a_streamed_answer(qwen, tmp_path):

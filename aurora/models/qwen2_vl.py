@@ -12,7 +12,14 @@ video processor resizes with torchvision's bicubic, Aurora with Pillow's (as for
 
 The prompt is ChatML with the visual as `<|vision_start|>` + one `<|video_pad|>` (or
 `<|image_pad|>`) per merged token + `<|vision_end|>` before the text, as Qwen2-VL's chat template
-writes it. Token reduction after the merger (keeping M-RoPE positions) is not in yet: ratio 1.0.
+writes it.
+
+Token reduction happens after the merger (the tower runs whole): at `token_kept_ratio` r < 1 the
+merged tokens of each visual are ranked by `aurora.vision.temporal.keep_distinct` (what changes
+since the previous time step; the first step first), round(r * n) are kept, and the language model
+gets the kept embeddings with exactly the M-RoPE positions they have in the unreduced prompt
+(transformers' own `get_rope_index`), so time and place stay right. At 1.0 the model gets
+transformers' own inputs (ids, pixels) unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from aurora.models.weights import from_pretrained, load_tokenizer, read_config
 from aurora.preset import Preset
 from aurora.prompts import get_template
 from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD
+from aurora.vision.temporal import keep_distinct
 
 MODEL_TYPES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
 VISUAL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
@@ -99,9 +107,6 @@ class Qwen2VL(ChatModel):
 
     def prepare(self, messages, num_frames=None, fps=None, token_kept_ratio=None, template=None):
         ratio = self.check_options(num_frames, token_kept_ratio)
-        if ratio < 1:
-            raise ConfigError("token reduction for Qwen2-VL (after the merger, keeping M-RoPE positions) is not "
-                              "available yet: use token_kept_ratio 1.0")
         chat = get_template(template) if template else self.template
         timings = dict.fromkeys(STAGES, 0.0)
         reply, turns, inputs = Reply(text="", model=self.name, timings=timings), [], {}
@@ -120,7 +125,11 @@ class Qwen2VL(ChatModel):
                     inputs[key] = torch.cat([inputs[key], value_]) if key in inputs else value_
                 reply.frame_indices.append(list(frames.indices))
                 reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
-                reply.visual_tokens_per_frame.append(text.count("_pad|>"))
+                merged = text.count("_pad|>")
+                kept = merged if ratio == 1 else max(1, round(ratio * merged))
+                reply.visual_tokens_per_frame.append(kept)
+                t, h, w = next(iter(v for k, v in visual.items() if k.endswith("grid_thw")))[0].tolist()
+                reply.visual_tokens.append({"patches": t * h * w, "encoder": merged, "language_model": kept})
             turns.append((role, "".join(pieces)))
         ids = torch.tensor(self.tokenizer.encode(chat.render(turns), add_special_tokens=False))
         reply.prompt_tokens = len(ids)
@@ -128,9 +137,43 @@ class Qwen2VL(ChatModel):
         # which tokens are image (1) or video (2) pads: without it transformers falls back to 1-D positions
         config = self.model.config
         inputs["mm_token_type_ids"] = (ids == config.image_token_id).long() + 2 * (ids == config.video_token_id).long()
+        if ratio < 1:
+            with _timed(timings, "encode"), torch.no_grad():
+                inputs = self.reduce(inputs, ratio)
+            reply.prompt_tokens = inputs["inputs_embeds"].shape[0]
         return inputs, reply
 
+    def reduce(self, inputs: dict, ratio: float) -> dict:
+        """One row's ids and pixels -> the kept (L', D) embeddings and their (3, L') M-RoPE positions."""
+        core, config = self.model.model, self.model.config
+        ids, types = inputs["input_ids"].to(self.device), inputs["mm_token_type_ids"].to(self.device)
+        embeds = self.model.get_input_embeddings()(ids)  # (L, D)
+        positions, _ = core.get_rope_index(ids[None], types[None], image_grid_thw=inputs.get("image_grid_thw"),
+                                           video_grid_thw=inputs.get("video_grid_thw"))  # (3, 1, L)
+        keep = types == 0
+        for kind, token in (("image", config.image_token_id), ("video", config.video_token_id)):
+            if f"{kind}_grid_thw" not in inputs:
+                continue
+            pixels = inputs["pixel_values" if kind == "image" else "pixel_values_videos"].to(self.device, self.model.dtype)
+            grids = inputs[f"{kind}_grid_thw"].to(self.device)
+            features = getattr(core, f"get_{kind}_features")(pixels, grids).pooler_output  # per visual (n_i, D)
+            slots = (ids == token).nonzero()[:, 0]  # where each visual's tokens sit, in order
+            start = 0
+            for visual, (t, h, w) in zip(features, grids.tolist()):
+                here = slots[start:start + visual.shape[0]]
+                embeds[here] = visual.to(embeds.dtype)
+                chosen = keep_distinct(visual.view(t, -1, visual.shape[-1]), round(ratio * visual.shape[0]))
+                keep[here[chosen]] = True
+                start += visual.shape[0]
+        kept = keep.nonzero()[:, 0]  # places in the unreduced prompt
+        return {"inputs_embeds": embeds[kept], "position_ids": positions[:, 0, kept], "kept": kept}
+
     def collate(self, rows: list[dict]) -> dict:
+        if "inputs_embeds" in rows[0]:  # reduced: embeddings with their own M-RoPE positions
+            embeds, mask = pad([row["inputs_embeds"] for row in rows], side="left")
+            positions, _ = pad([row["position_ids"].T for row in rows], side="left")  # (B, L, 3)
+            return {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions.permute(2, 0, 1)}
+
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids, mask = pad([row["input_ids"] for row in rows], side="left", value=pad_id)
         types, _ = pad([row["mm_token_type_ids"] for row in rows], side="left", value=0)
