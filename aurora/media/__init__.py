@@ -8,6 +8,7 @@ rather than decoding the whole file); ``load_image`` returns one frame. All retu
 
 from aurora.media.frames import Frames
 from aurora.media.image import load_image
+from aurora.media.limits import MediaLimits
 from aurora.media.loader import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_visual, load_visual
 from aurora.media.orientation import apply_rotation
 from aurora.media.sampling import fps_indices, segment_middle_indices, uniform_indices
@@ -16,6 +17,7 @@ from aurora.media.video import load_video, probe_video
 __all__ = [
     "Frames",
     "IMAGE_EXTENSIONS",
+    "MediaLimits",
     "VIDEO_EXTENSIONS",
     "apply_rotation",
     "check_visual",

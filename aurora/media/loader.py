@@ -21,17 +21,19 @@ def load_visual(
     num_frames: int | None = 8,
     fps: float | None = None,
     sampling: str = "uniform",
+    size: int | None = None,
 ) -> Frames:
     """Load a video (sampled as ``load_video`` does) or an image (one frame).
 
     The extension decides, case-insensitively; the frame options are checked for
-    images too, so a bad value fails the same way whatever the input.
+    images too, so a bad value fails the same way whatever the input. ``size`` (the
+    model's input size) scales frames down while decoding so the shorter side is ``size``.
     """
     check_sampling(num_frames, fps, sampling)
     path = check_visual(path)
     if path.lower().endswith(VIDEO_EXTENSIONS):
-        return load_video(path, num_frames=num_frames, fps=fps, sampling=sampling)
-    return load_image(path)
+        return load_video(path, num_frames=num_frames, fps=fps, sampling=sampling, size=size)
+    return load_image(path, size=size)
 
 
 def check_visual(path: str | os.PathLike) -> str:

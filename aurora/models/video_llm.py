@@ -115,7 +115,8 @@ class VideoLLM(nn.Module):
         if isinstance(visual, media.Frames):
             return visual
         return media.load_visual(
-            str(visual), num_frames=num_frames or self.preset.num_frames, fps=fps, sampling=self.preset.sampling
+            str(visual), num_frames=num_frames or self.preset.num_frames, fps=fps, sampling=self.preset.sampling,
+            size=self.preset.image_size,  # decode at the model's input size: memory follows the model
         )
 
     def encode(self, pixel_values: torch.Tensor, token_kept_ratio: float) -> torch.Tensor:
