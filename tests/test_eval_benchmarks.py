@@ -160,9 +160,11 @@ def test_videomme_extraction_edge_cases():
     cases = {"C": "C", "(A)": "A", "A.": "A", "The best answer is: B": "B", "The answer is D.": "D", "": "",
              "the person in the video seems to be walking slowly along the road today": "",  # long, no letter
              "I think that the man in the video is clearly walking, so the answer is B": "B",
-             "Best option: C": "B",  # the published prefix list glues "Best answer:" to "Best option:"
+             "Best option: C": "C",  # the current official list strips it
              "Based on the video": "B"}  # the first A-D anywhere
     assert {text: videomme.extract_answer(text) for text in cases} == cases
+    # the legacy list glues "Best answer:" to "Best option:", so the B of "Best" is read
+    assert videomme.extract_answer("Best option: C", "legacy") == "B"
     prompt = videomme.build_prompt("How many?", ["A. 1.", "B. 2."])
     assert prompt == ("Select the best answer to the following multiple-choice question based on the video. Respond "
                       "with only the letter (A, B, C, or D) of the correct option.\nHow many?\nA. 1.\nB. 2.\n"
@@ -177,9 +179,13 @@ VIDEOMME_OUTPUTS = {"001-1": "C", "001-2": "(A)", "001-3": "A.",
 def test_videomme_golden(media, tmp_path):
     rows = json.loads((FIXTURES / "videomme/videomme.json").read_text())
     by_prompt = {videomme.build_prompt(r["question"], r["options"]): VIDEOMME_OUTPUTS[r["question_id"]] for r in rows}
-    summary = evaluate(["videomme", "--data", str(FIXTURES / "videomme/videomme.json"),
-                        "--video-dir", str(media / "videomme"), "--out", str(tmp_path)],
+    args = ["videomme", "--data", str(FIXTURES / "videomme/videomme.json"), "--video-dir", str(media / "videomme")]
+    current = evaluate(args + ["--out", str(tmp_path / "current")], Scripted(lambda q: by_prompt[q.prompt]))
+    assert current["results"]["overall"]["correct"] == 3  # "Best option: C" reads C with the current rule
+    assert current["config"]["protocol"]["answer_extraction"] == "current"
+    summary = evaluate(args + ["--out", str(tmp_path / "legacy"), "--answer-extraction", "legacy"],
                        Scripted(lambda q: by_prompt[q.prompt]))
+    assert summary["config"]["protocol"]["answer_extraction"] == "legacy"
     r = summary["results"]
     assert r["overall"] == {"accuracy": 50.0, "accuracy_all": pytest.approx(100 / 3), "correct": 2, "answered": 4,
                             "total": 6}

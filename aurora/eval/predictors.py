@@ -80,7 +80,8 @@ class EndpointPredictor:
     """Answers through an OpenAI-compatible chat endpoint, `concurrency` requests at a time.
 
     media "frames": the sampled frames as image parts (base64 data URLs); "video": the file as a
-    `video_url` part (base64 data URL) — except where the benchmark fixes the frames (MVBench
+    `video_url` part (base64 data URL) with `num_frames` / `fps` in the body, both as Aurora's and
+    vLLM's server read them (top level, and `media_io_kwargs.video`) — except where the benchmark fixes the frames (MVBench
     windows, frame folders), which are always sent as frames. An assistant prefix is sent as a
     final assistant message with vLLM/SGLang's `continue_final_message` extension.
     """
@@ -106,9 +107,12 @@ class EndpointPredictor:
         parts, info = self._media_parts(query)
         messages = [{"role": "user", "content": parts + [{"type": "text", "text": query.prompt}]}]
         extra = {}
+        if info.get("media") == "video":  # the sampling the run records, in Aurora's and vLLM's fields
+            sampling = {k: v for k, v in (("num_frames", self.num_frames), ("fps", self.fps)) if v is not None}
+            extra.update(sampling, media_io_kwargs={"video": sampling})
         if query.prefix:
             messages.append({"role": "assistant", "content": query.prefix})
-            extra = {"continue_final_message": True, "add_generation_prompt": False}
+            extra.update(continue_final_message=True, add_generation_prompt=False)
         o = self.options
         text = self.client.complete(messages, temperature=o.temperature, top_p=o.top_p, seed=o.seed,
                                     max_tokens=o.max_new_tokens or query.max_new_tokens, **extra)

@@ -22,6 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run in --out (a rerun always does: clips already scored are skipped)")
 
 
 def run(args) -> int:
