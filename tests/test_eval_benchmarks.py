@@ -14,7 +14,7 @@ from aurora.eval.tasks import mvbench, vdc, videomme
 from tests.eval_fixtures.helpers import (FIXTURES, VIDEOQA_PREDICTIONS, Scripted, evaluate, frames_of, judge_flags,
                                          parse, vdc_caption, video_name)
 
-SHARED_VDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "vdc_qa_sample"  # ../shared beside the repo
+PUBLISHED_VDC = Path(__file__).resolve().parent / "data" / "vdc_qa_sample"  # a few lines of the published files
 
 
 def test_registry_lists_every_benchmark():
@@ -59,10 +59,10 @@ def test_vdc_end_to_end_golden(media, server, tmp_path):
 
 
 def test_vdc_reads_the_published_files(tmp_path):
-    ids = [next(iter(json.loads(l))) for l in (SHARED_VDC / "camera.jsonl").read_text().splitlines() if l.strip()]
+    ids = [next(iter(json.loads(l))) for l in (PUBLISHED_VDC / "camera.jsonl").read_text().splitlines() if l.strip()]
     for video_id in ids:
         (tmp_path / f"{video_id}.mp4").write_bytes(b"x")
-    args = parse(["eval", "vdc", "--qa-dir", str(SHARED_VDC), "--video-dir", str(tmp_path), "--out", str(tmp_path)])
+    args = parse(["eval", "vdc", "--qa-dir", str(PUBLISHED_VDC), "--video-dir", str(tmp_path), "--out", str(tmp_path)])
     items = vdc.load_items(args)
     assert len(items) == 5 * len(ids) and {i["caption_type"] for i in items} == set(vdc.CAPTION_TYPES)
     assert all(item["qa"] and item["qa"][0]["question"] and item["prompt"] in vdc.PROMPTS[item["caption_type"]]
