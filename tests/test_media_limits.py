@@ -148,6 +148,15 @@ def test_symlink_loop_and_dangling_link_say_so(tmp_path):
         media.load_visual(str(dangling))
 
 
+def test_a_stream_ffmpeg_cannot_decode_is_refused_by_loader_and_probe(tmp_path):
+    path = write_video(tmp_path / "c.mp4", make_frames(4, 32, 32))
+    data = open(path, "rb").read()
+    (tmp_path / "bad.mp4").write_bytes(data.replace(b"avc1", b"zzzz"))  # a codec id with no decoder
+    for load in (media.load_visual, media.probe_video):
+        with pytest.raises(MediaError, match="no decoder for its video stream"):
+            load(str(tmp_path / "bad.mp4"))
+
+
 def test_nul_byte_in_path(tmp_path):
     with pytest.raises(MediaError, match="NUL byte"):
         media.load_visual(str(tmp_path / "a\x00b.mp4"))

@@ -96,7 +96,7 @@ def _decode_packets(container, stream) -> Iterator:
             continue
         drained = drained or packet.size == 0
         yield from frames
-    if not drained:
+    if not drained and stream.codec_context is not None:  # None: FFmpeg has no decoder for it
         try:
             yield from stream.codec_context.decode(None)
         except DECODE_ERRORS:

@@ -70,7 +70,11 @@ def _video_stream(container, path: str):
             held = "none found; the file may be cut short or corrupt, re-encode or re-download it"
         raise MediaError(f"cannot load {path!r}: it has no video stream ({held})")
     best = container.streams.best("video")
-    return best if best in streams else streams[0]
+    stream = best if best in streams else streams[0]
+    if stream.codec_context is None:  # a codec id FFmpeg has no decoder for (or a corrupt header)
+        raise MediaError(f"cannot decode {path!r}: FFmpeg has no decoder for its video stream (the file "
+                         f"is corrupt or uses an unsupported codec); re-encode it, e.g. to H.264")
+    return stream
 
 
 def _no_frames(path: str) -> MediaError:
@@ -190,8 +194,8 @@ def load_video(
     limits = MediaLimits.from_env()
     with _open(path, limits) as container:
         stream = _video_stream(container, path)
-        declared = stream.codec_context
-        if declared.width and declared.height:
+        declared = stream.codec_context  # None when FFmpeg has no decoder for the stream
+        if declared is not None and declared.width and declared.height:
             limits.check(path, declared.width, declared.height)
         stream_index = stream.index
         timeline = _decode.scan_timeline(container, stream)
@@ -267,8 +271,8 @@ def probe_video(path: str | os.PathLike) -> dict:
     limits = MediaLimits.from_env()
     with _open(path, limits) as container:
         stream = _video_stream(container, path)
-        declared = stream.codec_context
-        if declared.width and declared.height:
+        declared = stream.codec_context  # None when FFmpeg has no decoder for the stream
+        if declared is not None and declared.width and declared.height:
             limits.check(path, declared.width, declared.height)
         _decode._tune_decoder(stream, _decoder_options(limits))
         first = next(iter(_decode._decode_packets(container, stream)), None)

@@ -180,6 +180,7 @@ def fuzz_corpus(folder: str, seed: int = 0, flips: int = 8, cuts: int = 6) -> li
         _write(j("png_named_mp4.mp4"), png),
         _write(j("mp4_named_png.png"), mp4),
         _write(j("zeros.mp4"), bytes(4096)),
+        Case("unknown_codec.mp4", _write(j("unknown_codec.mp4"), mp4.replace(b"avc1", b"zzzz")).path, "refused"),
         _write(j("empty.mp4"), b""),
         _write(j("text.png"), b"not an image\n"),
         Case("audio_only.mp4", write_audio_only(j("audio_only.mp4")), "refused"),
@@ -189,8 +190,6 @@ def fuzz_corpus(folder: str, seed: int = 0, flips: int = 8, cuts: int = 6) -> li
         Case("symlink_loop.mp4", _symlink_loop(j("symlink_loop.mp4")), "refused"),
         Case("dangling.mp4", _dangling(j("dangling.mp4")), "refused"),
     ]
-    if hasattr(os, "mkfifo"):
-        pass  # a FIFO would block open(); check_file refuses non-regular files before opening
     return cases
 
 
