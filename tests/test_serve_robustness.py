@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -206,3 +208,48 @@ def test_a_seed_beyond_64_bits_is_a_one_line_config_error_for_every_interface():
     with pytest.raises(ConfigError, match="64-bit"):
         GenerationOptions(seed=2**64)
     assert GenerationOptions(seed=2**63 - 1).seed == 2**63 - 1
+
+
+def test_retry_after_follows_current_latency_not_history():
+    from aurora.serve.scheduler import Busy, Scheduler
+
+    scheduler = Scheduler(max_concurrency=1, max_queue=0)
+
+    def retry_after():
+        with pytest.raises(Busy) as busy:
+            scheduler.admit()
+        return busy.value.retry_after
+
+    scheduler.admit()  # the one slot is taken
+    for seconds in (20.0,) * 10:  # a slow period...
+        scheduler._record(seconds)
+    assert retry_after() == 40  # two waves of 20 s
+    for seconds in (1.0,) * 5:  # ...then five fast generations: the slow ones no longer count
+        scheduler._record(seconds)
+    assert retry_after() == 2
+    scheduler._started[0] = time.monotonic() - 30  # one running for 30 s now: latency is at least that
+    scheduler._started[1] = time.monotonic() - 30
+    scheduler._started[2] = time.monotonic() - 30
+    assert retry_after() > 2
+    scheduler.shutdown()
+
+
+def test_idle_server_returns_freed_memory(monkeypatch):
+    from aurora.serve import memory
+
+    calls = []
+    monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append(1) or True)
+    from aurora.serve.app import _Job
+
+    class Ticket:
+        scheduler = SimpleNamespace(admitted=0)
+        released = False
+
+        def release(self):
+            self.released = True
+
+    job = _Job.__new__(_Job)
+    job.fetcher, job.ticket = SimpleNamespace(close=lambda: None), Ticket()
+    job._release()
+    assert job.ticket.released and calls == [1]
+    assert memory.bound_arenas() in (True, False) and memory.release_free_memory() in (True, False)

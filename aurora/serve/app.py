@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aurora.errors import AuroraError
 from aurora.generation import GenerationOptions
 from aurora.media.sources import MediaFetcher, SourcePolicy
-from aurora.serve import protocol
+from aurora.serve import memory, protocol
 from aurora.serve.errors import STATUS_TYPES, APIError, bad_request, from_exception
 from aurora.serve.metrics import Metrics, MetricsMiddleware
 from aurora.serve.protocol import MediaRef
@@ -58,6 +58,7 @@ DISCONNECT_POLL = 0.1  # seconds between checks that the client is still there
 
 def create_app(model, settings: ServeSettings) -> FastAPI:
     """A FastAPI app serving `model` (a loaded VideoLLM) under `settings`."""
+    memory.bound_arenas()  # freed memory returns to the system after a burst (see serve/memory.py)
     scheduler = Scheduler(settings.max_concurrency, settings.max_queue)
     metrics = Metrics()
     policy = settings.media_policy()
@@ -339,6 +340,8 @@ class _Job:
     def _release(self) -> None:
         self.fetcher.close()
         self.ticket.release()
+        if self.ticket.scheduler.admitted == 0:  # idle: give freed memory back
+            memory.release_free_memory()
 
 
 @contextmanager
