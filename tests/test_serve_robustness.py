@@ -253,3 +253,26 @@ def test_idle_server_returns_freed_memory(monkeypatch):
     job._release()
     assert job.ticket.released and calls == [1]
     assert memory.bound_arenas() in (True, False) and memory.release_free_memory() in (True, False)
+
+
+@pytest.mark.timeout(120)
+def test_mvbench_style_endpoint_evaluation_against_aurora_serve(model, folder, xtuner_ckpt):
+    """What `aurora eval mvbench --endpoint` sends: 16 frames as images and a pre-filled answer
+    continued with continue_final_message; and a video with its sampling in --endpoint-media video."""
+    from aurora.eval.chat_client import ChatClient
+    from aurora.eval.predictors import EndpointPredictor
+    from aurora.eval.task import Query
+    from aurora.generation import GenerationOptions
+
+    settings = ServeSettings(model=str(xtuner_ckpt), allowed_local_media_path=str(folder))
+    with running_app(create_app(model, settings)) as url:
+        client = ChatClient(url + "/v1", str(xtuner_ckpt), retries=0)
+        try:
+            options = GenerationOptions(max_new_tokens=2)
+            frames = EndpointPredictor(client, "frames", num_frames=16, options=options)
+            answer = frames.answer([Query(str(folder / "clip.mp4"), "Which option?", prefix="Best option:(")])[0]
+            assert isinstance(answer.text, str) and len(answer.info["frame_indices"]) == 16
+            video = EndpointPredictor(client, "video", num_frames=3, options=options)
+            assert isinstance(video.answer([Query(str(folder / "clip.mp4"), "What happens?")])[0].text, str)
+        finally:
+            client.close()
