@@ -81,8 +81,25 @@ def main() -> int:
     for problem in problems:
         print("PROBLEM:", problem)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"summary": summary, "results": results}, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps(condense(summary, results), indent=1) + "\n")
     return 1 if problems else 0
+
+
+def condense(summary: dict, results: list[dict]) -> dict:
+    """What is worth keeping: the summary, the extreme files one by one, the ten slowest and most
+    memory-hungry files, and how often each kind of refusal was given."""
+    keep = ("name", "outcome", "seconds", "peak_above_baseline_mb", "message")
+    brief = lambda e: {k: e[k] for k in keep if k in e}  # noqa: E731
+    reasons: dict[str, int] = {}
+    for e in results:
+        if e["outcome"] == "refused":
+            reason = e["message"].split(": ", 1)[-1].split(";")[0][:80]  # without the file name
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return {"summary": summary,
+            "extreme": [brief(e) for e in results if e["name"].startswith("extreme")],
+            "slowest": [brief(e) for e in sorted(results, key=lambda e: -e["seconds"])[:10]],
+            "most_memory": [brief(e) for e in sorted(results, key=lambda e: -(e["peak_above_baseline_mb"] or 0))[:10]],
+            "refusals": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
 
 
 if __name__ == "__main__":

@@ -200,3 +200,21 @@ def test_peak_memory_over_the_extreme_corpus_is_bounded(tmp_path):
         else:
             assert entry["caption"].strip()
         assert entry["peak_above_baseline_mb"] < RSS_BOUND_MB, (case.name, entry)
+
+
+def test_formats_without_streams_before_probing_still_load(tmp_path):
+    """MPEG-TS exposes no streams before probing, so PyAV refuses per-stream options there; such
+    a file (here named .mp4, as phones and recorders do) must still load."""
+    import av
+
+    path = str(tmp_path / "ts.mp4")
+    with av.open(path, "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg2video", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i, array in enumerate(make_frames(8, 64, 64)):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    frames = media.load_visual(path, num_frames=4, size=32)
+    assert frames.array.shape == (4, 32, 32, 3)

@@ -43,7 +43,12 @@ def _open(path: str, limits: MediaLimits | None = None):
     frame) runs under the limits' ``max_pixels``."""
     options = _decoder_options(limits or MediaLimits.from_env())
     try:
-        return av.open(path, metadata_errors="replace", stream_options=[options] * _PROBED_STREAMS)
+        try:
+            return av.open(path, metadata_errors="replace", stream_options=[options] * _PROBED_STREAMS)
+        except ValueError as e:  # MPEG-TS/PS and raw streams expose no streams before probing
+            if "stream_options" not in str(e):
+                raise
+            return av.open(path, metadata_errors="replace")  # decoding is still bounded (codec options)
     except (*_decode.DECODE_ERRORS, UnicodeDecodeError) as e:
         raise MediaError(
             f"cannot decode {path!r}: not a video file or it is corrupt "
