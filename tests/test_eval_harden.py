@@ -158,3 +158,14 @@ def test_eval_synth_accepts_resume():
 
     args = build_parser().parse_args(["eval", "synth", "--data", "d.jsonl", "--out", "o", "--resume"])
     assert args.resume is True
+
+
+def test_protocol_frames_decode_at_the_models_size(tmp_path):
+    from aurora.eval.frames import load_frames
+    from aurora.eval.task import FrameSpec
+
+    video = write_video(tmp_path / "v.mp4", make_frames(16, 96, 160))
+    full = load_frames(str(video), FrameSpec(4))
+    small = load_frames(str(video), FrameSpec(4), size=48)
+    assert full.array.shape == (4, 96, 160, 3) and small.array.shape == (4, 48, 80, 3)
+    assert small.indices == full.indices

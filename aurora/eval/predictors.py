@@ -60,7 +60,8 @@ class AuroraPredictor:
 
     def _generate(self, queries: list[Query], prefix: str, options: GenerationOptions) -> list[Answer]:
         began = time.perf_counter()
-        visuals = [load_frames(q.video, q.frames) if q.frames else q.video for q in queries]
+        size = self.model.preset.image_size  # decoded at the model's input size, as model.load_frames does
+        visuals = [load_frames(q.video, q.frames, size) if q.frames else q.video for q in queries]
         num_frames = self.num_frames
         conversations = [[{"role": "user", "content": [{"type": "video", "video": visual},
                                                         {"type": "text", "text": q.prompt}]}]
