@@ -90,16 +90,17 @@ def condense(summary: dict, results: list[dict]) -> dict:
     memory-hungry files, and how often each kind of refusal was given."""
     keep = ("name", "outcome", "seconds", "peak_above_baseline_mb", "message")
     brief = lambda e: {k: e[k] for k in keep if k in e}  # noqa: E731
-    reasons: dict[str, int] = {}
+    reasons: dict[str, dict] = {}
     for e in results:
         if e["outcome"] == "refused":
-            reason = e["message"].split(": ", 1)[-1].split(";")[0][:80]  # without the file name
-            reasons[reason] = reasons.get(reason, 0) + 1
+            reason = e["message"].split("': ", 1)[-1].split(";")[0][:80]  # without the file name
+            entry = reasons.setdefault(reason, {"files": 0, "example": e["name"]})
+            entry["files"] += 1
     return {"summary": summary,
             "extreme": [brief(e) for e in results if e["name"].startswith("extreme")],
             "slowest": [brief(e) for e in sorted(results, key=lambda e: -e["seconds"])[:10]],
             "most_memory": [brief(e) for e in sorted(results, key=lambda e: -(e["peak_above_baseline_mb"] or 0))[:10]],
-            "refusals": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+            "refusals": dict(sorted(reasons.items(), key=lambda kv: -kv[1]["files"]))}
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import struct
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -30,6 +31,17 @@ from aurora.media.sampling import fps_indices, segment_middle_indices, uniform_i
 def _reason(error: BaseException) -> str:
     """ffmpeg's own words for an error, without the errno and path PyAV adds."""
     return one_line(getattr(error, "strerror", None) or error or type(error).__name__)
+
+
+def _check_gif_screen(path: str, limits: MediaLimits) -> None:
+    """A GIF's logical screen (bytes 6-9 of its header) is what FFmpeg's decoder allocates for every
+    frame; check it by name before opening (probing under max_pixels would only say 'no frame')."""
+    with open(path, "rb") as handle:
+        header = handle.read(10)
+    if header[:6] in (b"GIF87a", b"GIF89a") and len(header) == 10:
+        width, height = struct.unpack("<HH", header[6:10])
+        if width and height:
+            limits.check(path, width, height)
 
 
 def _decoder_options(limits: MediaLimits) -> dict:
@@ -197,6 +209,7 @@ def load_video(
     check_size(size)
     path = check_file(path)
     limits = MediaLimits.from_env()
+    _check_gif_screen(path, limits)
     with _open(path, limits) as container:
         stream = _video_stream(container, path)
         declared = stream.codec_context  # None when FFmpeg has no decoder for the stream
@@ -274,6 +287,7 @@ def probe_video(path: str | os.PathLike) -> dict:
     """
     path = check_file(path)
     limits = MediaLimits.from_env()
+    _check_gif_screen(path, limits)
     with _open(path, limits) as container:
         stream = _video_stream(container, path)
         declared = stream.codec_context  # None when FFmpeg has no decoder for the stream

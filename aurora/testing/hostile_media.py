@@ -185,7 +185,7 @@ def fuzz_corpus(folder: str, seed: int = 0, flips: int = 8, cuts: int = 6) -> li
         _write(j("text.png"), b"not an image\n"),
         Case("audio_only.mp4", write_audio_only(j("audio_only.mp4")), "refused"),
         Case("audio_only.webm", write_audio_only(j("audio_only.webm")), "refused"),
-        Case("zero_frames.mp4", _zero_frames(j("zero_frames.mp4")), "refused"),
+        Case("zero_frames.mkv", _zero_frames(j("zero_frames.mkv")), "refused"),
         Case("directory.mp4", _directory(j("directory.mp4")), "refused"),
         Case("symlink_loop.mp4", _symlink_loop(j("symlink_loop.mp4")), "refused"),
         Case("dangling.mp4", _dangling(j("dangling.mp4")), "refused"),
@@ -200,9 +200,12 @@ def _write(path: str, data: bytes) -> Case:
 
 
 def _zero_frames(path: str) -> str:
-    with av.open(path, "w") as container:
+    """A Matroska header with one video track and no frame in it."""
+    with av.open(path, "w", format="matroska") as container:
         stream = container.add_stream("libx264", rate=8)
         stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        container.start_encoding()  # writes the header even though no packet follows
+    assert os.path.getsize(path) > 0
     return path
 
 
