@@ -7,6 +7,7 @@ one line and exits with code 2; `--debug` shows the full traceback instead.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from aurora.argtypes import positive_float as _positive_float
 from aurora.argtypes import positive_int as _positive_int
 from aurora.argtypes import ratio as _ratio
 from aurora.errors import AuroraError, ConfigError
+from aurora.model_flags import add_generation_flags, add_load_flags, generation_kwargs, load_model
 
 EXIT_USER_ERROR = 2
 
@@ -25,49 +27,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-
-
-
-
-
-
-def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by caption and chat; AuroraCap's spellings are accepted as aliases."""
-    p.add_argument("--model", "--model_path", dest="model", help="checkpoint directory or hub id (default: the bundled model)")
-    p.add_argument("--num-frames", "--num_frm", dest="num_frames", type=_positive_int, help="frames sampled uniformly (default: the model's preset, 8 for AuroraCap)")
-    p.add_argument("--fps", type=_positive_float, help="sample at this many frames per second instead (capped by --num-frames)")
-    p.add_argument("--token-kept-ratio", "--token_kept_ratio", dest="token_kept_ratio", type=_ratio, help="share of visual tokens kept by merging, in (0, 1] (default: preset)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=1.0)
-    p.add_argument("--num-beams", "--num_beams", dest="num_beams", type=_positive_int, default=1)
-    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=_positive_int, help="default: preset (2048 for AuroraCap)")
-    p.add_argument("--seed", type=int, help="random seed for sampling")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with a checkpoint to run")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="aurora", description="Efficient video-language models: caption, chat, convert.")
-    parser.add_argument("--version", action="version", version=f"aurora {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def _add_caption(sub) -> None:
     p = sub.add_parser("caption", help="caption a video or image (streams to stdout)")
     p.add_argument("visual", nargs="?", help="video (.mp4 .mkv .webm .avi .mov .gif) or image (.png .jpg .webp)")
     p.add_argument("--visual_input", dest="visual_alias", help=argparse.SUPPRESS)
     p.add_argument("--prompt", help="default: the model's preset ('Describe the video in detail.')")
     p.add_argument("--json", action="store_true", help="print one JSON object with the caption and its metadata")
     p.add_argument("--profile", action="store_true", help="print the time per stage to stderr")
-    _add_model_flags(p)
+    add_generation_flags(p, "default: preset (2048 for AuroraCap)")
+    add_load_flags(p)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(run=run_caption)
 
+
+def _add_chat(sub) -> None:
     p = sub.add_parser("chat", help="talk about a video or image, one question per line on stdin")
     p.add_argument("visual", nargs="?")
     p.add_argument("--visual_input", dest="visual_alias", help=argparse.SUPPRESS)
-    _add_model_flags(p)
+    add_generation_flags(p, "default: preset (2048 for AuroraCap)")
+    add_load_flags(p)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(run=run_chat)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train or fine-tune on LLaVA-format data (CPU or `accelerate launch`)")
     p.add_argument("--config", help="YAML file of settings; flags override it")
     p.add_argument("--data", help="LLaVA-format JSON/JSONL (video or image path + conversations)")
@@ -77,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: tower,connector,language_model")
     p.add_argument("--lora-rank", dest="lora_rank", type=int)
     p.add_argument("--token-kept-ratio", dest="token_kept_ratio", type=_ratio)
-    p.add_argument("--num-frames", dest="num_frames", type=_positive_int)
+    p.add_argument("--num-frames", dest="num_frames", type=_positive_int, help="default: the model's preset")
     p.add_argument("--batch-size", dest="batch_size", type=_positive_int)
     p.add_argument("--grad-accum", dest="grad_accum", type=_positive_int)
     p.add_argument("--lr", type=_positive_float)
@@ -96,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p.set_defaults(run=run_train)
 
+
+def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="generate synthetic clips with exact ground truth (train/val/test)")
     p.add_argument("--out", default="data/synth")
     p.add_argument("--num-clips", dest="num_clips", type=_positive_int, default=5000)
@@ -111,21 +96,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p.set_defaults(run=run_synth)
 
-    from aurora.eval.cli import add_parser as add_eval_parser  # eval <benchmark>
 
-    add_eval_parser(sub)
-
-    from aurora.serve.cli import add_parsers as add_serve_parsers  # serve, gui
-
-    add_serve_parsers(sub)
-
-    p = sub.add_parser("convert", help="convert a checkpoint to the HF LLaVA layout (or xtuner)")
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="write a checkpoint in another layout of its family (AuroraCap: hf, xtuner)")
     p.add_argument("src", help="checkpoint directory or hub id")
     p.add_argument("dst", help="output directory (must not exist or be empty)")
-    p.add_argument("--to", choices=("hf", "xtuner"), default="hf")
+    p.add_argument("--to", default="hf", help="a layout of the model's family (AuroraCap: hf (default), xtuner)")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--debug", action="store_true")
     p.set_defaults(run=run_convert)
+
+
+# command -> the function that adds its parser (each sets `run`), or "module:function" imported
+# when the parser is built: the whole CLI in one table.
+COMMANDS = {
+    "caption": _add_caption,
+    "chat": _add_chat,
+    "train": _add_train,
+    "synth": _add_synth,
+    "eval": "aurora.eval.cli:add_parser",
+    "serve": "aurora.serve.cli:add_serve_parser",
+    "gui": "aurora.serve.cli:add_gui_parser",
+    "gallery": "aurora.gallery.cli:add_parser",
+    "convert": _add_convert,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aurora", description="Efficient video-language models: caption, chat, train, serve, evaluate.")
+    parser.add_argument("--version", action="version", version=f"aurora {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in COMMANDS.values():
+        if isinstance(add, str):
+            module, name = add.split(":")
+            add = getattr(importlib.import_module(module), name)
+        add(sub)
     return parser
 
 
@@ -136,34 +141,22 @@ def _visual_path(args) -> str:
     return visual
 
 
-def _load_model(args):
-    from aurora.models import load
-
-    return load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-
-
-def _generation_kwargs(args) -> dict:
-    return dict(
-        num_frames=args.num_frames, fps=args.fps, token_kept_ratio=args.token_kept_ratio,
-        temperature=args.temperature, top_p=args.top_p, num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens, seed=args.seed,
-    )
-
-
 def run_caption(args) -> int:
     from aurora import media
 
     visual = _visual_path(args)
     media.check_visual(visual)  # fail on a bad file before spending time on the model
-    model = _load_model(args)
+    model = load_model(args)
     write = None if args.json else _stdout_writer()
-    reply = model.caption(visual, prompt=args.prompt, **_generation_kwargs(args), on_text=write)
+    reply = model.caption(visual, prompt=args.prompt, **generation_kwargs(args), on_text=write)
     if args.json:
         print(json.dumps(caption_record(reply, args), ensure_ascii=False))
     else:
         print(flush=True)
     if args.profile:
         print(" ".join(f"{stage}={seconds:.3f}s" for stage, seconds in reply.timings.items()), file=sys.stderr)
+        for counts in reply.visual_tokens:  # visual tokens after each reduction stage
+            print("visual tokens: " + " -> ".join(f"{stage} {n}" for stage, n in counts.items()), file=sys.stderr)
     return 0
 
 
@@ -186,7 +179,7 @@ def run_chat(args) -> int:
 
     visual = _visual_path(args)
     media.check_visual(visual)
-    model = _load_model(args)
+    model = load_model(args)
     kind = "image" if Path(visual).suffix.lower() in media.IMAGE_EXTENSIONS else "video"
     frames = model.load_frames(visual, num_frames=args.num_frames, fps=args.fps)  # decoded once for all turns
     messages: list[dict] = []
@@ -205,7 +198,7 @@ def run_chat(args) -> int:
         if not messages:
             content.insert(0, {"type": kind, kind: frames})
         messages.append({"role": "user", "content": content})
-        kwargs = _generation_kwargs(args)
+        kwargs = generation_kwargs(args)
         kwargs.pop("fps")
         reply = model.chat(messages, **kwargs, on_text=write)
         print(flush=True)
@@ -243,14 +236,16 @@ def run_train(args) -> int:
 
 
 def run_convert(args) -> int:
-    from aurora.models import auroracap, load
+    from aurora.models import family_of, load, save
 
     dst = Path(args.dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise ConfigError(f"{dst} exists and is not an empty directory: choose a new output directory")
     model = load(args.src, device="cpu", dtype="float32", trust_remote_code=args.trust_remote_code)
-    save = auroracap.save_hf_llava if args.to == "hf" else auroracap.save_xtuner
-    save(model, dst)
+    layouts = family_of(model).layouts
+    if args.to not in layouts:
+        raise ConfigError(f"--to {args.to!r}: a {model.preset.family} model is written as {' or '.join(layouts)}")
+    save(model, dst, args.to)
     print(f"wrote {args.to} checkpoint to {dst}")
     return 0
 

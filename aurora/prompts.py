@@ -1,9 +1,11 @@
-"""Conversation templates as data, and how visual placeholders enter the text.
+"""Conversation templates as data, how visual placeholders enter the text, and how a prompt
+becomes token segments — owned once here for inference and training alike.
 
-A template renders a list of messages into one prompt string in which every frame is an
-`<image>` placeholder; the model later replaces each placeholder by that frame's visual tokens, in
-order, with no separator tokens (AuroraCap). The registry is plain data so a checkpoint's preset can
-name its template.
+A template renders a list of messages into one prompt string. A visual enters a user turn as
+`<image>` placeholders laid out by the preset's `layout`: one per frame (AuroraCap: "<image>
+<image>\n{prompt}") or one per video (PLLaVA). The model later replaces each placeholder by one
+block of visual tokens, in order, with no separator tokens (`aurora.models.splice`). The registry
+is plain data so a checkpoint's preset can name its template.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from aurora.errors import ConfigError
 
 IMAGE_PLACEHOLDER = "<image>"
+IGNORE = -100  # label of tokens that carry no loss
+LAYOUTS = ("frames", "video")  # one placeholder per frame (AuroraCap) or per video (PLLaVA)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Template:
     separator: str = ""  # after a finished assistant turn
     stop: tuple[str, ...] = ()  # text that ends a reply besides the tokenizer's EOS
     default_system: str = ""
+    visual_join: str = "\n"  # between a turn's placeholders and its text
 
     def render(self, turns: list[tuple[str, str]], add_generation_prompt: bool = True) -> str:
         """turns: (role, text) in order -> the prompt, opened for the next reply by default.
@@ -64,6 +69,23 @@ class Template:
             opened += self.answer.split("{content}")[0] + prefix
         return "".join(parts) + opened
 
+    def pieces(self, turns: list[tuple[str, str]]) -> list[tuple[str, bool]]:
+        """A finished conversation as (text, has loss) pieces for training: every assistant turn's
+        `answer` (reply + end marker) has loss, all else is context. Joined, the pieces are the
+        rendered conversation up to its last answer."""
+        pieces: list[tuple[str, bool]] = []
+        done = 0  # characters of the rendered history already turned into pieces
+        history: list[tuple[str, str]] = []
+        for role, text in turns:
+            if role == "assistant":
+                context = self.render(history)  # ends with the generation prompt
+                pieces.append((context[done:], False))
+                answer = self.answer.format(content=text)
+                pieces.append((answer, True))
+                done = len(context) + len(answer)  # the separator opens the next context piece
+            history.append((role, text))
+        return pieces
+
 
 TEMPLATES: dict[str, Template] = {
     # AuroraCap (xtuner's vicuna): "USER: {input} ASSISTANT:" and no system text. Later rounds follow
@@ -75,6 +97,16 @@ TEMPLATES: dict[str, Template] = {
         generation_prompt="ASSISTANT:",
         answer=" {content}</s>",
         separator="\n",
+    ),
+    # PLLaVA's conv_plain_v1 (tasks/eval/eval_utils.py): roles "USER:" / "ASSISTANT:" with no space
+    # after them, separators " " and "</s>", the video placeholder before the text with a space.
+    "pllava": Template(
+        name="pllava",
+        system="{content} ",
+        user="USER:{content} ",
+        generation_prompt="ASSISTANT:",
+        answer="{content}</s>",
+        visual_join=" ",
     ),
     "chatml": Template(
         name="chatml",
@@ -96,8 +128,49 @@ def get_template(name: str) -> Template:
         raise ConfigError(f"unknown prompt template {name!r}: choose one of {', '.join(TEMPLATES)}") from None
 
 
-def user_content(frame_counts: list[int], text: str) -> str:
-    """A user turn's text: per visual, one placeholder per frame joined by spaces, each visual on
-    its own line, then a newline and the text (AuroraCap: "<image> <image>\n{prompt}")."""
-    lines = [" ".join([IMAGE_PLACEHOLDER] * count) for count in frame_counts]
-    return "\n".join(lines + [text]) if lines else text
+@dataclass
+class TemplateSettings:
+    """The template section of a model's preset."""
+
+    name: str = "vicuna"
+    layout: str = "frames"
+    default_prompt: str = "Describe the video in detail."
+
+    def __post_init__(self):
+        if self.name not in TEMPLATES:
+            raise ConfigError(f"invalid preset: template must be one of {tuple(TEMPLATES)}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"invalid preset: layout must be one of {LAYOUTS}")
+
+
+def user_content(block_counts: list[int], text: str, layout: str = "frames", join: str = "\n") -> str:
+    """A user turn's text: per visual, its placeholders (one per token block, joined by spaces),
+    each visual on its own line, then a newline and the text (AuroraCap: "<image> <image>\n{prompt}").
+
+    `layout` "video" expects one block per visual (the whole video behind one placeholder)."""
+    if layout == "video" and any(count != 1 for count in block_counts):
+        raise ConfigError(f"layout 'video' takes one token block per visual, got {block_counts}")
+    lines = [" ".join([IMAGE_PLACEHOLDER] * count) for count in block_counts]
+    return "\n".join(lines) + join + text if lines else text
+
+
+def segment(pieces: list[tuple[str, bool]], tokenizer) -> tuple[list[list[int]], list[list[int]]]:
+    """(text, has loss) pieces -> token segments split at the placeholders, with labels.
+
+    Segment k is the text before placeholder k (the last one: after all of them). Chunks between
+    placeholders are tokenised separately, the first with the tokenizer's special tokens (BOS),
+    the rest without, as AuroraCap does. Labels copy the ids where a piece has loss, else IGNORE.
+    """
+    segments: list[list[int]] = [[]]
+    labels: list[list[int]] = [[]]
+    first = True
+    for text, has_loss in pieces:
+        for j, chunk in enumerate(text.split(IMAGE_PLACEHOLDER)):
+            if j > 0:  # a visual block sits here: start a new segment
+                segments.append([])
+                labels.append([])
+            ids = tokenizer.encode(chunk, add_special_tokens=first) if (chunk or first) else []
+            first = False
+            segments[-1].extend(ids)
+            labels[-1].extend(ids if has_loss else [IGNORE] * len(ids))
+    return segments, labels

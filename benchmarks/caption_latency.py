@@ -67,7 +67,7 @@ def tower_flops(model, frames: int, ratio: float) -> float:
     is left after that layer's merge."""
     from aurora.vision.merge import tokens_after_merging
 
-    tower, size = model.tower, model.preset.image_size
+    tower, size = model.tower, model.preset.vision.image_size
     cfg = tower.model.config
     h, m = cfg.hidden_size, cfg.intermediate_size
     n = (size // tower.patch_size) ** 2 + int(tower.has_cls)
@@ -95,7 +95,7 @@ def build_models(device, dtype):
     vision = SiglipVisionModel(SiglipVisionConfig(**VISION))
     lm = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), **QWEN2_05B))
     projector = MLPProjector(VISION["hidden_size"], QWEN2_05B["hidden_size"])
-    preset = Preset(image_size=384, resize="squash", template="chatml", feature_layer=-1,
+    preset = Preset.of(image_size=384, resize="squash", template="chatml", feature_layer=-1,
                     position_interpolation="transformers", num_frames=8)
     return build(vision.to(device, dtype), projector.to(device, dtype), lm.to(device, dtype), tokenizer, preset).eval()
 

@@ -18,7 +18,8 @@ PUBLISHED_VDC = Path(__file__).resolve().parent / "data" / "vdc_qa_sample"  # a 
 
 
 def test_registry_lists_every_benchmark():
-    assert registry.names() == ["caption-metrics", "mvbench", "synth", "vcg", "vdc", "videomme", "videoqa"]
+    assert registry.names() == ["caption-metrics", "longvideobench", "mlvu", "mmbench", "mme-realworld", "mvbench",
+                                "synth", "vcg", "vdc", "videomme", "videoqa"]
 
 
 # ---- VDC -------------------------------------------------------------------------------------

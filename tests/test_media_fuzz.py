@@ -33,7 +33,7 @@ def test_fast_fuzz_subset_captions_or_refuses_in_one_line(model, tmp_path):
             assert message and "\n" not in message, (case.name, message)
             outcomes[case.name] = "refused"
         else:
-            assert torch.isfinite(pixels).all() and pixels.shape[-1] == model.preset.image_size, case.name
+            assert torch.isfinite(pixels).all() and pixels.shape[-1] == model.preset.vision.image_size, case.name
             outcomes[case.name] = "ok"
         if case.expect != "either":
             assert outcomes[case.name] == case.expect, (case.name, outcomes[case.name])

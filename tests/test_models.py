@@ -113,7 +113,7 @@ def test_legacy_vision_model_prefix_loads(xtuner_ckpt, tmp_path):
 
 def test_qwen2_siglip_chatml(checkpoints):
     model = aurora.load(checkpoints("xtuner", "qwen2"))
-    assert model.preset.template == "chatml" and not model.tower.has_cls
+    assert model.preset.template.name == "chatml" and not model.tower.has_cls
     reply = model.caption(make_frames(2), max_new_tokens=5)
     # 64 patches, no CLS, 3 merging layers of r = int(64 * 0.2 / 3) = 4 at the preset's 0.8
     assert reply.visual_tokens_per_frame == [52]

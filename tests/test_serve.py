@@ -156,7 +156,7 @@ def test_video_data_url_with_media_options(client, server, media, model):
                                                 extra_body={"mm_processor_kwargs": {"num_frames": 2}})
     extension = completion.to_dict()["aurora"]
     assert extension["frame_indices"] == [[0, 15]]
-    assert extension["visual_tokens_per_frame"] == [model.tower.tokens_per_frame(64, 64, model.preset.token_kept_ratio)]
+    assert extension["visual_tokens_per_frame"] == [model.tower.tokens_per_frame(64, 64, model.preset.reducer.token_kept_ratio)]
 
 
 @pytest.mark.parametrize("reference", ["file://{allowed}/clip.mp4", "{allowed}/clip.mp4", "clip.mp4"])

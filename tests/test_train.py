@@ -135,7 +135,7 @@ def test_training_lowers_the_loss_skips_bad_records_and_exports(dataset, tmp_pat
     import aurora
 
     model = aurora.load(final)
-    assert model.preset.temporal_input == "difference" and model.tower.config.num_channels == 6
+    assert model.preset.vision.temporal_input == "difference" and model.tower.config.num_channels == 6
 
 
 def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
@@ -229,7 +229,7 @@ def test_stem_trains_saves_and_loads_back(dataset, tmp_path, stem_name):
     assert metrics[-1]["loss"] < metrics[0]["loss"]
     model = aurora.load(final)
     stem = model.tower.model.embeddings.patch_embedding
-    assert isinstance(stem, STEMS[stem_name]) and model.preset.vision_stem == stem_name
+    assert isinstance(stem, STEMS[stem_name]) and model.preset.vision.vision_stem == stem_name
     assert float(stem[1].running_mean.abs().sum()) > 0  # batch-norm statistics were learnt and saved
     save_xtuner(model, tmp_path / "again")
     again = aurora.load(tmp_path / "again")

@@ -1,13 +1,16 @@
 """Evaluation: benchmarks as data plus small scoring functions, judges and metrics.
 
     tasks/        one module per benchmark (vdc, videoqa, vcg, mvbench, videomme, caption_metrics,
-                  synth): published prompts byte for byte, data layouts, scoring and aggregation
+                  mmbench, mme_realworld, longvideobench, mlvu, synth): published prompts byte for
+                  byte, data layouts, scoring and aggregation
     registry.py   the benchmark names: every module in tasks/ (adding a benchmark = adding a file)
     task.py       what a benchmark module provides (Query, FrameSpec) and shared small helpers
     runner.py     the one resumable, shardable loop: answers -> scores -> JSONL -> summary
     records.py    per-item JSONL (torn lines dropped), per-rank files, rank-0 merge
     predictors.py the model under test: an Aurora model (batched) or an OpenAI-compatible endpoint
-    frames.py     frames fixed by a protocol (MVBench segment middles, windows, frame folders)
+    frames.py     frames fixed by a protocol (MVBench segment middles, windows, frame folders;
+                  LongVideoBench's rule)
+    images.py     base64 images of benchmark files written once to a folder (MMBench)
     judge.py      LLM judge over HTTP: concurrency, parse retries, SQLite reply cache
     chat_client.py  the OpenAI-compatible transport with retries and backoff
     metrics.py    BLEU-4 / METEOR / ROUGE-L / CIDEr-D through pycocoevalcap

@@ -17,9 +17,10 @@ import os
 from functools import partial
 from pathlib import Path
 
-from aurora.argtypes import positive_float, positive_int, ratio
+from aurora.argtypes import positive_float, positive_int
 from aurora.errors import ConfigError
 from aurora.eval import registry
+from aurora.model_flags import add_generation_flags, add_load_flags, load_model
 from aurora.eval.records import rank_and_world
 from aurora.eval.task import FAILURE_POLICIES, check_policy
 
@@ -49,7 +50,7 @@ def add_parser(subparsers) -> None:
 
 def _add_shared_flags(p: argparse.ArgumentParser, judged: bool) -> None:
     g = p.add_argument_group("model under test (one of --model / --endpoint)")
-    g.add_argument("--model", "--model_path", dest="model", help="Aurora checkpoint directory or hub id (default: the bundled model)")
+    add_load_flags(g)
     g.add_argument("--endpoint", help="OpenAI-compatible server to evaluate instead, e.g. http://host:8000/v1")
     g.add_argument("--endpoint-model", dest="endpoint_model", help="model name to send to --endpoint")
     g.add_argument("--endpoint-media", dest="endpoint_media", choices=("frames", "video"), default="frames",
@@ -58,19 +59,8 @@ def _add_shared_flags(p: argparse.ArgumentParser, judged: bool) -> None:
                    help="environment variable holding the endpoint's API key (default OPENAI_API_KEY)")
     g.add_argument("--endpoint-concurrency", dest="endpoint_concurrency", type=positive_int, default=4)
     g.add_argument("--image-format", dest="image_format", choices=("jpeg", "png"), default="jpeg")
-    g.add_argument("--num-frames", "--num_frm", dest="num_frames", type=positive_int, help="frames per video (default: the model's preset; MVBench: 16)")
-    g.add_argument("--fps", type=positive_float, help="sample at this rate instead (capped by --num-frames)")
-    g.add_argument("--token-kept-ratio", "--token_kept_ratio", dest="token_kept_ratio", type=ratio, help="Aurora's token kept ratio (default: preset)")
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=1.0)
-    g.add_argument("--num-beams", "--num_beams", dest="num_beams", type=positive_int, default=1)
-    g.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=positive_int,
-                   help="default: the benchmark's (MVBench 100), else the model's preset")
-    g.add_argument("--seed", type=int)
+    add_generation_flags(g, "default: the benchmark's (MVBench 100), else the model's preset")
     g.add_argument("--batch-size", dest="batch_size", type=positive_int, default=8, help="items per model call (default 8)")
-    g.add_argument("--device", default="auto")
-    g.add_argument("--dtype", default="auto")
-    g.add_argument("--trust-remote-code", action="store_true")
     r = p.add_argument_group("run")
     r.add_argument("--out", required=True, help="results folder: predictions JSONL, config.json, summary.json, table.md")
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished items")
@@ -96,6 +86,11 @@ def _add_shared_flags(p: argparse.ArgumentParser, judged: bool) -> None:
     j.add_argument("--judge-cache", dest="judge_cache", help="SQLite reply cache (default: OUT/judge_cache.sqlite)")
     j.add_argument("--judge-failure", dest="judge_failure", choices=tuple(FAILURE_POLICIES), default="zero",
                    help="how a verdict that never parsed counts: zero = wrong, score 0 (default); skip = left out")
+
+
+def wants_judge(task, args) -> bool:
+    """A judged benchmark always needs its judge; an optional one (MMBench's fallback) when --judge-url is given."""
+    return task.JUDGED is True or (task.JUDGED == "optional" and bool(getattr(args, "judge_url", None)))
 
 
 def build_judge(args):
@@ -130,15 +125,13 @@ def build_predictor(args):
         client = ChatClient(args.endpoint, args.endpoint_model, api_key_env=args.endpoint_api_key_env)
         return EndpointPredictor(client, args.endpoint_media, args.num_frames or 8, args.fps, options,
                                  args.endpoint_concurrency, args.image_format)
-    from aurora.cli import _load_model
-
     if args.device == "auto" and rank_and_world()[1] > 1:
         import torch
 
         if torch.cuda.is_available():  # one GPU per launched process
             local = os.environ.get("LOCAL_RANK") or os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK") or "0"
             args.device = f"cuda:{int(local) % torch.cuda.device_count()}"
-    model = _load_model(args)
+    model = load_model(args)
     return AuroraPredictor(model, args.num_frames, args.fps, args.token_kept_ratio, options, args.batch_size,
                            source=str(args.model) if args.model else None)
 
@@ -148,7 +141,7 @@ def run_benchmark(name: str, args) -> int:
 
     task = registry.load(name)
     items = task.load_items(args)  # data mistakes fail before a model is loaded
-    judge = build_judge(args) if task.JUDGED else None
+    judge = build_judge(args) if wants_judge(task, args) else None
     predictor = build_predictor(args)
     try:
         summary = runner.evaluate(name, task, args, predictor, judge, out=args.out, resume=args.resume,

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from aurora import media
+from aurora.media.sampling import window_middle_indices
 from aurora.errors import MediaError
 from aurora.eval.task import FrameSpec
 
@@ -22,21 +23,32 @@ GIF_FPS = 25.0  # MVBench's read_gif default
 FOLDER_FPS = 3.0  # MVBench's read_frame default (TVQA frames_fps3_hq)
 
 
-def window_indices(num_segments: int, last: int, fps: float | None = None,
-                   bound: tuple[float, float] | None = None, first: int = 0) -> list[int]:
-    """MVBench's frame choice over frames first..last (inclusive), optionally within `bound` seconds."""
-    if bound is None:
-        start_idx, end_idx = first, last  # the published (-100000, 100000) s bound saturates to these
-    else:
-        start_idx = max(first, round(bound[0] * fps))  # Python's round, as published
-        end_idx = min(round(bound[1] * fps), last)
-    seg = float(end_idx - start_idx) / num_segments
-    return [int(start_idx + seg / 2 + np.round(seg * i)) for i in range(num_segments)]
+# MVBench's get_index: the one segment-middle rule, in aurora.media (also PLLaVA's)
+window_indices = window_middle_indices
+
+
+def longvideobench_indices(max_frames: int, duration: float, fps: float, total: int) -> list[int]:
+    """LongVideoBench's load_video (longvideobench/longvideobench_dataset.py): n = min(max_frames,
+    int(duration)) frames, frame i = int(int(duration * fps) / n) * i, from the annotated duration.
+
+    At least one frame for clips under a second, and indices past the file's last frame (an
+    annotation longer than the file) are clamped to it, where the published decord call would fail.
+    """
+    n = max(1, min(max_frames, int(duration)))
+    step = int(int(duration * fps) / n)
+    return [min(step * i, total - 1) for i in range(n)]
 
 
 def load_frames(path: str, spec: FrameSpec, size: int | None = None) -> media.Frames:
     """The frames `spec` asks for, as `aurora.media.Frames`; `size` (a model's input size) scales
     them down while decoding, as `aurora.media` does (None: as stored)."""
+    if spec.sampling == "longvideobench":
+        def chosen(total: int, video_fps: float | None) -> list[int]:
+            if not video_fps:
+                raise MediaError(f"{path!r} states no frame rate, so LongVideoBench's frames cannot be located")
+            return longvideobench_indices(spec.num_frames, spec.duration, video_fps, total)
+
+        return media.load_video(path, choose=chosen, size=size)
     if spec.kind == "frame":
         return _load_folder(path, spec, size)
     if spec.bound is None:

@@ -34,15 +34,15 @@ class AuroraPredictor:
                  token_kept_ratio: float | None = None, options: GenerationOptions | None = None,
                  batch_size: int = 1, source: str | None = None):
         self.model, self.num_frames, self.fps = model, num_frames, fps
-        self.token_kept_ratio = model.preset.token_kept_ratio if token_kept_ratio is None else token_kept_ratio
+        self.token_kept_ratio = model.preset.reducer.token_kept_ratio if token_kept_ratio is None else token_kept_ratio
         self.options = options or GenerationOptions()
         self.batch_size, self.source = max(1, batch_size), source
 
     def describe(self) -> dict:
         preset = self.model.preset
         return {"kind": "aurora", "name": self.model.name, "path": self.source,
-                "num_frames": self.num_frames or preset.num_frames, "fps": self.fps, "sampling": preset.sampling,
-                "token_kept_ratio": self.token_kept_ratio, "template": preset.template,
+                "num_frames": self.num_frames or preset.media.num_frames, "fps": self.fps, "sampling": preset.media.sampling,
+                "token_kept_ratio": self.token_kept_ratio, "template": preset.template.name,
                 "generation": asdict(self.options), "batch_size": self.batch_size}
 
     def answer(self, queries: list[Query]) -> list[Answer]:
@@ -60,7 +60,7 @@ class AuroraPredictor:
 
     def _generate(self, queries: list[Query], prefix: str, options: GenerationOptions) -> list[Answer]:
         began = time.perf_counter()
-        size = self.model.preset.image_size  # decoded at the model's input size, as model.load_frames does
+        size = self.model.preset.vision.image_size  # decoded at the model's input size, as model.load_frames does
         visuals = [load_frames(q.video, q.frames, size) if q.frames else q.video for q in queries]
         num_frames = self.num_frames
         conversations = [[{"role": "user", "content": [{"type": "video", "video": visual},
@@ -120,7 +120,8 @@ class EndpointPredictor:
         return Answer(text, time.perf_counter() - began, info)
 
     def _media_parts(self, query: Query) -> tuple[list[dict], dict]:
-        if self.media_mode == "video" and query.frames is None:
+        is_image = query.video.lower().endswith(media.IMAGE_EXTENSIONS)  # an image is always one image part
+        if self.media_mode == "video" and query.frames is None and not is_image:
             mime = mimetypes.guess_type(query.video)[0] or "video/mp4"
             with open(query.video, "rb") as f:
                 data = base64.b64encode(f.read()).decode()

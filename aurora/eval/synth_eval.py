@@ -84,7 +84,7 @@ def evaluate(model, data: str | Path, out: str | Path, ratios: list[float], batc
         "data": str(data),
         "model": model.name,
         "prompt": prompt,
-        "num_frames": num_frames or model.preset.num_frames,
+        "num_frames": num_frames or model.preset.media.num_frames,
         "batch_size": batch_size,
         "aurora_version": aurora.__version__,
         "results": results,

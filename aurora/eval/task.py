@@ -5,7 +5,7 @@ the command line). It holds its data — published prompts byte for byte, file l
 functions:
 
     SUMMARY: str                                  one line for --help
-    JUDGED: bool                                  needs --judge-url / --judge-model
+    JUDGED: bool | "optional"                     needs --judge-url / --judge-model ("optional": a fallback)
     add_arguments(parser)                         its own flags (data paths, subsets)
     load_items(args) -> list[dict]                JSON-able items in a fixed order, each with a unique "id"
     protocol(args) -> dict                        prompts, sources and choices, stored with the results
@@ -36,14 +36,17 @@ class FrameSpec:
     """Frames fixed by a benchmark's protocol instead of the model's settings (MVBench).
 
     sampling "middle": the middle frame of `num_frames` equal segments of the clip, or of the
-    window `bound` = (start, end) seconds; kind "frame": `video` is a folder of numbered JPEGs.
+    window `bound` = (start, end) seconds; "longvideobench": LongVideoBench's rule over the
+    annotated `duration` (`aurora.eval.frames.longvideobench_indices`); kind "frame": `video` is a
+    folder of numbered JPEGs.
     """
 
     num_frames: int
-    sampling: str = "middle"
+    sampling: str = "middle"  # middle | longvideobench
     bound: tuple[float, float] | None = None
     kind: str = "video"  # video | gif | frame
     frame_fps: float | None = None  # frames per second of a gif or frame folder (when bounds apply)
+    duration: float | None = None  # seconds, as annotated (sampling "longvideobench")
 
 
 @dataclass(frozen=True)

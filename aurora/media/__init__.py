@@ -3,9 +3,12 @@
 ``load_visual`` picks the loader by extension; ``load_video`` samples frames (seeking
 rather than decoding the whole file); ``load_image`` returns one frame. All return a
 ``Frames`` whose ``array`` is (T, H, W, 3) uint8 RGB, upright. Bad files raise
-``aurora.errors.MediaError``, bad options ``aurora.errors.ConfigError``.
+``aurora.errors.MediaError``, bad options ``aurora.errors.ConfigError``. ``load_audio``
+decodes sound (audio files or a video's track) to float32 mono; ``load_visual(...,
+audio=True)`` attaches it to the ``Frames``.
 """
 
+from aurora.media.audio import add_audio, has_audio, load_audio
 from aurora.media.frames import Frames
 from aurora.media.image import load_image
 from aurora.media.limits import MediaLimits
@@ -19,9 +22,12 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MediaLimits",
     "VIDEO_EXTENSIONS",
+    "add_audio",
     "apply_rotation",
     "check_visual",
     "fps_indices",
+    "has_audio",
+    "load_audio",
     "load_image",
     "load_video",
     "load_visual",

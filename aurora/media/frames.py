@@ -16,6 +16,13 @@ class Frames:
     index (0-based) of frame ``t`` in the stream and ``timestamps[t]`` its time in
     seconds from the stream start. ``indices`` may repeat under ``sampling="middle"``
     on a clip shorter than the requested frame count.
+
+    Optional, filled only when asked for: ``clips[k] = (start, end)`` seconds of clip ``k``
+    when frames were sampled as clips (clip ``k``'s frames are one contiguous run of
+    ``array``); ``audio`` (samples,) float32 mono at ``sample_rate`` Hz: the whole sound
+    track, or with ``clips`` each clip's span in turn, clip ``k`` exactly
+    ``round((end - start) * sample_rate)`` samples (zeros past the track's end), so clip
+    ``k`` starts at the sum of the earlier clips' lengths. None when the media has no sound.
     """
 
     array: np.ndarray
@@ -26,3 +33,6 @@ class Frames:
     duration: float | None
     path: str
     is_image: bool
+    audio: np.ndarray | None = None
+    sample_rate: int | None = None
+    clips: list[tuple[float, float]] | None = None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from aurora.errors import MediaError
+from aurora.errors import ConfigError, MediaError
 from aurora.media._checks import check_file, check_sampling
+from aurora.media.audio import add_audio
 from aurora.media.frames import Frames
 from aurora.media.image import load_image
 from aurora.media.video import load_video
@@ -22,18 +23,25 @@ def load_visual(
     fps: float | None = None,
     sampling: str = "uniform",
     size: int | None = None,
+    audio: bool = False,
 ) -> Frames:
     """Load a video (sampled as ``load_video`` does) or an image (one frame).
 
     The extension decides, case-insensitively; the frame options are checked for
     images too, so a bad value fails the same way whatever the input. ``size`` (the
     model's input size) scales frames down while decoding so the shorter side is ``size``.
+    ``audio=True`` also fills ``Frames.audio`` (16 kHz mono, ``add_audio``); it stays None for a
+    silent video or an image.
     """
     check_sampling(num_frames, fps, sampling)
+    if not isinstance(audio, bool):
+        raise ConfigError(f"audio must be True or False, got {audio!r}")
     path = check_visual(path)
     if path.lower().endswith(VIDEO_EXTENSIONS):
-        return load_video(path, num_frames=num_frames, fps=fps, sampling=sampling, size=size)
-    return load_image(path, size=size)
+        frames = load_video(path, num_frames=num_frames, fps=fps, sampling=sampling, size=size)
+    else:
+        frames = load_image(path, size=size)
+    return add_audio(frames) if audio else frames
 
 
 def check_visual(path: str | os.PathLike) -> str:

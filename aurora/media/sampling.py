@@ -48,8 +48,20 @@ def segment_middle_indices(total: int, num_segments: int) -> list[int]:
     """
     _check_count("total", total, 1)
     _check_count("num_segments", num_segments, 1)
-    seg_size = float(total - 1) / num_segments
-    return [int(seg_size / 2 + np.round(seg_size * i)) for i in range(num_segments)]
+    return window_middle_indices(num_segments, total - 1)
+
+
+def window_middle_indices(num_segments: int, last: int, fps: float | None = None,
+                          bound: tuple[float, float] | None = None, first: int = 0) -> list[int]:
+    """The same rule over frames first..last (inclusive), optionally within `bound` seconds (MVBench's
+    `get_index`): start = max(first, round(bound[0] * fps)), end = min(round(bound[1] * fps), last)
+    with Python's round, seg = (end - start) / n, frame i = int(start + seg / 2 + round(seg * i))."""
+    if bound is None:
+        start, end = first, last  # the published (-100000, 100000) s bound saturates to these
+    else:
+        start, end = max(first, round(bound[0] * fps)), min(round(bound[1] * fps), last)
+    seg_size = float(end - start) / num_segments
+    return [int(start + seg_size / 2 + np.round(seg_size * i)) for i in range(num_segments)]
 
 
 def fps_indices(

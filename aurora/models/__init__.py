@@ -1,47 +1,19 @@
-"""Model loading: one `load()` for every family, dispatched through a lazy registry.
-
-The registry maps a checkpoint layout to the import path of its loader, so detecting a layout reads
-only small JSON files and imports nothing heavy.
+"""Model loading: one `load()` for every family, dispatched through the family registry
+(`aurora.models.registry`): a checkpoint directory finds its family and layout from small JSON
+files, then the family reads it. Families live one per file in this package.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import re
 from pathlib import Path
 
 from aurora.errors import CheckpointError
+from aurora.models.registry import Family, detect, family_of, register
 
-# layout name -> "module:function" that loads it
-LOADERS = {
-    "auroracap-xtuner": "aurora.models.auroracap:load_xtuner",
-    "auroracap-hf": "aurora.models.auroracap:load_hf_llava",
-}
+__all__ = ["DEFAULT_MODEL", "Family", "attach_adapter", "detect", "family_of", "load", "register", "resolve", "save"]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default_model"  # bundled (recipes/)
-
-
-def detect_layout(path: Path) -> str:
-    """Which layout a checkpoint directory is in; a one-line error when none fits."""
-    if (path / "visual_encoder").is_dir() or (path / "projector").is_dir():
-        missing = [d for d in ("visual_encoder", "projector") if not (path / d).is_dir()]
-        if missing:
-            raise CheckpointError(f"checkpoint {path} looks like AuroraCap's xtuner layout but lacks {missing[0]}/")
-        return "auroracap-xtuner"
-    config = path / "config.json"
-    if not config.is_file():
-        raise CheckpointError(f"{path} is not a checkpoint: no config.json (expected an AuroraCap xtuner or HF LLaVA layout)")
-    try:
-        model_type = json.loads(config.read_text()).get("model_type")
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{config} is not valid JSON ({e})") from None
-    if model_type == "llava":
-        return "auroracap-hf"
-    raise CheckpointError(
-        f"unknown checkpoint layout in {path} (model_type {model_type!r}): Aurora loads AuroraCap's xtuner layout "
-        "(visual_encoder/, projector/) and the HF LLaVA layout (model_type 'llava')"
-    )
 
 
 def resolve(path_or_id: str | Path, revision: str | None = None) -> Path:
@@ -78,9 +50,12 @@ def load(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     revision: str | None = None,
+    adapter: str | Path | None = None,
+    lora_alpha: float | None = None,
 ):
-    """Load any supported checkpoint (local directory or hub id) as a `VideoLLM`; None loads the
-    bundled default model."""
+    """Load any supported checkpoint (local directory or hub id) as a model; None loads the
+    bundled default model. `adapter` names a LoRA directory applied to the language model at load
+    time (`lora_alpha` overrides its scaling)."""
     from aurora.device import resolve_device, resolve_dtype
 
     if path_or_id is None:
@@ -88,10 +63,37 @@ def load(
             raise CheckpointError("no default model is bundled in this install: pass a checkpoint (--model PATH_OR_HUB_ID)")
         path_or_id = DEFAULT_MODEL
     path = resolve(path_or_id, revision)
-    layout = detect_layout(path)
-    module_name, function = LOADERS[layout].split(":")
-    loader = getattr(importlib.import_module(module_name), function)
+    family, layout = detect(path)
     torch_device = resolve_device(device)
-    model = loader(path, dtype=resolve_dtype(dtype, torch_device), trust_remote_code=trust_remote_code)
+    model = family.load(path, layout, dtype=resolve_dtype(dtype, torch_device), trust_remote_code=trust_remote_code)
+    if adapter is not None:
+        attach_adapter(model, adapter, lora_alpha)
+    elif lora_alpha is not None:
+        raise CheckpointError("--lora-alpha scales an adapter: pass --adapter DIR too")
     model.name = "aurora-default" if Path(path_or_id) == DEFAULT_MODEL else str(path_or_id)
     return model.to(torch_device).eval()
+
+
+def attach_adapter(model, directory: str | Path, lora_alpha: float | None = None) -> None:
+    """LoRA from `directory` onto the model's language model (peft wraps its layers in place, so
+    generation through the model sees it); weights outside the LM are refused here — a family
+    whose adapters carry them (PLLaVA's projector) loads them itself."""
+    from aurora.adapters.lora import load_lora
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"adapter directory {directory} not found")
+    family = family_of(model)
+    if family.attach_adapter is not None:
+        family.attach_adapter(model, directory, lora_alpha)
+        return
+    model.language_model, extra = load_lora(model.language_model, directory, lora_alpha=lora_alpha)
+    if extra:
+        raise CheckpointError(f"adapter {directory} also holds non-LM weights (e.g. {sorted(extra)[0]}); "
+                              f"this {model.preset.family} model takes only the language model's LoRA")
+
+
+def save(model, out: str | Path, layout: str | None = None) -> None:
+    """Write `model` in one of its family's layouts (default: the family's first, what training writes)."""
+    family = family_of(model)
+    family.save(model, out, layout or family.layouts[0])

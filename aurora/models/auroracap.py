@@ -11,18 +11,13 @@ Weights are read from safetensors, or from `.bin` with `weights_only=True`; noth
 from __future__ import annotations
 
 import json
-import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import transformers
 from accelerate import init_empty_weights
-from safetensors.torch import load_file, save_file
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    AutoTokenizer,
     CLIPImageProcessorPil,
     CLIPVisionModel,
     LlavaConfig,
@@ -30,9 +25,20 @@ from transformers import (
     SiglipVisionModel,
 )
 
+from aurora.connectors import build_connector
 from aurora.connectors.projector import MLPProjector
 from aurora.errors import CheckpointError, ConfigError
+from aurora.models.registry import Family
 from aurora.models.video_llm import VideoLLM
+from aurora.models.weights import (
+    from_pretrained as _from_pretrained,
+    load_strict as _load_strict,
+    load_tokenizer as _load_tokenizer,
+    quiet_transformers as _quiet_transformers,
+    read_config as _read_config,
+    read_weights as _read_weights,
+    write_weights,
+)
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER
 from aurora.vision.stem import install_stem
@@ -41,36 +47,62 @@ from aurora.vision.tower import MergingVisionTower
 VISION_MODELS = {"clip_vision_model": CLIPVisionModel, "siglip_vision_model": SiglipVisionModel}
 
 
-def build(vision_model, projector: MLPProjector, language_model, tokenizer, preset: Preset) -> VideoLLM:
-    """Assemble the composition from loaded parts."""
+def build(vision_model, connector, language_model, tokenizer, preset: Preset) -> VideoLLM:
+    """Assemble the composition from loaded parts: the vision model gets ToMe (the reducer inside
+    the encoder), the connector maps its features to the LM."""
     tower = MergingVisionTower(
         vision_model,
-        feature_layer=preset.feature_layer,
-        proportional_attention=preset.proportional_attention,
-        position_interpolation=preset.position_interpolation,
-        merge_schedule=preset.merge_schedule,
+        feature_layer=preset.vision.feature_layer,
+        proportional_attention=preset.reducer.proportional_attention,
+        position_interpolation=preset.vision.position_interpolation,
+        merge_schedule=preset.reducer.merge_schedule,
     )
-    return VideoLLM(tower, projector, language_model, tokenizer, preset)
+    return VideoLLM(tower, connector, language_model, tokenizer, preset)
+
+
+def default_preset() -> Preset:
+    """AuroraCap's inference script: 8 uniform frames, 378 px CLIP, ratio 0.8, Vicuna, 2048 tokens."""
+    return Preset()
+
+
+def detect(path: Path, config: dict) -> str | None:
+    if (path / "visual_encoder").is_dir() or (path / "projector").is_dir():
+        missing = [d for d in ("visual_encoder", "projector") if not (path / d).is_dir()]
+        if missing:
+            raise CheckpointError(f"checkpoint {path} looks like AuroraCap's xtuner layout but lacks {missing[0]}/")
+        return "xtuner"
+    return "hf" if config.get("model_type") == "llava" and "pooling_shape" not in config else None  # PLLaVA's has one
+
+
+def load(path: Path, layout: str, dtype=torch.float32, trust_remote_code: bool = False, build=build) -> VideoLLM:
+    reader = load_xtuner if layout == "xtuner" else load_hf_llava
+    return reader(path, dtype=dtype, trust_remote_code=trust_remote_code, build=build)
+
+
+def save(model: VideoLLM, out: str | Path, layout: str = "xtuner") -> None:
+    if layout not in FAMILY.layouts:
+        raise ConfigError(f"AuroraCap writes the layouts {FAMILY.layouts}, not {layout!r}")
+    (save_xtuner if layout == "xtuner" else save_hf_llava)(model, out)
 
 
 # ---- xtuner layout ---------------------------------------------------------------------------
 
 
-def load_xtuner(path: Path, dtype=torch.float32, trust_remote_code: bool = False) -> VideoLLM:
+def load_xtuner(path: Path, dtype=torch.float32, trust_remote_code: bool = False, build=build) -> VideoLLM:
     vision_dir = path / "visual_encoder"
     vision_config = _read_config(vision_dir)
     vision_type = vision_config.get("model_type")
     if vision_type not in VISION_MODELS:
         raise CheckpointError(f"{vision_dir} holds a {vision_type!r} model; Aurora's towers are {list(VISION_MODELS)}")
-    preset = Preset.load(path, image_size=vision_config.get("image_size", Preset.image_size))
-    if preset.vision_stem == "patch":
+    preset = Preset.load(path, image_size=vision_config.get("image_size", default_preset().vision.image_size))
+    if preset.vision.vision_stem == "patch":
         vision = _from_pretrained(VISION_MODELS[vision_type], vision_dir, dtype=dtype)
     else:  # a stem transformers does not know: build the model, put the stem in, then load strictly
-        vision = install_stem(VISION_MODELS[vision_type](AutoConfig.from_pretrained(vision_dir)), preset.vision_stem)
+        vision = install_stem(VISION_MODELS[vision_type](AutoConfig.from_pretrained(vision_dir)), preset.vision.vision_stem)
         _load_strict(vision, _read_weights(vision_dir), vision_dir)
         vision = vision.to(dtype).eval()
     language_model = _from_pretrained(AutoModelForCausalLM, path, dtype=dtype, trust_remote_code=trust_remote_code)
-    projector = _load_projector(path / "projector").to(dtype)
+    projector = _load_connector(path / "projector").to(dtype)
     tokenizer = _load_tokenizer(path, trust_remote_code)
     return build(vision, projector, language_model, tokenizer, preset)
 
@@ -86,31 +118,40 @@ def save_xtuner(model: VideoLLM, out: str | Path) -> None:
     (out / "projector").mkdir(exist_ok=True)
     config = {**model.connector.to_config(), "architectures": ["ProjectorModel"]}
     (out / "projector" / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    state = {k: v.contiguous() for k, v in model.connector.state_dict().items()}
-    save_file(state, out / "projector" / "model.safetensors", metadata={"format": "pt"})
+    write_weights(model.connector.state_dict(), out / "projector")
     model.preset.save(out)
 
 
-def _load_projector(directory: Path) -> MLPProjector:
+def _load_connector(directory: Path):
+    """AuroraCap's projector (model_type "projector"), or another registered connector."""
     config = _read_config(directory)
-    if config.get("model_type") != "projector":
-        raise CheckpointError(f"{directory}/config.json has model_type {config.get('model_type')!r}, expected 'projector'")
     try:
-        projector = MLPProjector.from_config(config)
-    except KeyError as e:
-        raise CheckpointError(f"{directory}/config.json lacks the field {e.args[0]!r}") from None
-    _load_strict(projector, _read_weights(directory), directory)
-    return projector
+        connector = build_connector(config)
+    except CheckpointError as e:
+        raise CheckpointError(f"{directory}/config.json: {e}") from None
+    _load_strict(connector, _read_weights(directory), directory)
+    return connector
 
 
 # ---- HF LLaVA layout -------------------------------------------------------------------------
 
 
-def load_hf_llava(path: Path, dtype=torch.float32, trust_remote_code: bool = False) -> VideoLLM:
+def load_hf_llava(path: Path, dtype=torch.float32, trust_remote_code: bool = False, build=build) -> VideoLLM:
     llava = _from_pretrained(LlavaForConditionalGeneration, path, dtype=dtype)
     config = llava.config
     if config.vision_feature_select_strategy != "default":
         raise CheckpointError(f"{path}: vision_feature_select_strategy {config.vision_feature_select_strategy!r} is not supported (AuroraCap drops CLS: 'default')")
+    vision, projector, language_model = llava_parts(llava, dtype)
+    layer = config.vision_feature_layer
+    preset = Preset.load(path, image_size=config.vision_config.image_size, feature_layer=layer if isinstance(layer, int) else -2)
+    tokenizer = _load_tokenizer(path, trust_remote_code)
+    return build(vision, projector, language_model, tokenizer, preset)
+
+
+def llava_parts(llava, dtype=torch.float32):
+    """(vision tower, MLPProjector, causal LM) of a transformers LLaVA-shaped model (LLaVA,
+    LLaVA-NeXT), sharing its tensors: no copy of the language model's weights."""
+    config = llava.config
     source = llava.model.multi_modal_projector
     projector = MLPProjector(
         source.linear_1.in_features,
@@ -129,10 +170,7 @@ def load_hf_llava(path: Path, dtype=torch.float32, trust_remote_code: bool = Fal
     language_model.load_state_dict(state, strict=True, assign=True)
     language_model.tie_weights()
     language_model.generation_config = llava.generation_config
-    layer = config.vision_feature_layer
-    preset = Preset.load(path, image_size=config.vision_config.image_size, feature_layer=layer if isinstance(layer, int) else -2)
-    tokenizer = _load_tokenizer(path, trust_remote_code)
-    return build(llava.model.vision_tower, projector, language_model.eval(), tokenizer, preset)
+    return llava.model.vision_tower, projector, language_model.eval()
 
 
 def as_hf_llava(model: VideoLLM) -> LlavaForConditionalGeneration:
@@ -143,8 +181,11 @@ def as_hf_llava(model: VideoLLM) -> LlavaForConditionalGeneration:
         tokenizer.add_tokens([IMAGE_PLACEHOLDER], special_tokens=True)
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": "<pad>"})
-    if model.preset.vision_stem != "patch":
-        raise ConfigError(f"transformers' LLaVA has no {model.preset.vision_stem!r} vision stem; "
+    if not isinstance(model.connector, MLPProjector):
+        raise ConfigError(f"transformers' LLaVA has no {type(model.connector).__name__}; "
+                          "save this model in Aurora's (xtuner) layout instead")
+    if model.preset.vision.vision_stem != "patch":
+        raise ConfigError(f"transformers' LLaVA has no {model.preset.vision.vision_stem!r} vision stem; "
                           "save this model in Aurora's (xtuner) layout instead")
     lm, connector, tower = model.language_model, model.connector, model.tower
     config = LlavaConfig(
@@ -153,7 +194,7 @@ def as_hf_llava(model: VideoLLM) -> LlavaForConditionalGeneration:
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
         projector_hidden_act=connector.act,
         multimodal_projector_bias=connector.bias,
-        vision_feature_layer=model.preset.feature_layer,
+        vision_feature_layer=model.preset.vision.feature_layer,
         vision_feature_select_strategy="default" if tower.has_cls else "full",  # CLS dropped, as Aurora does
         image_seq_length=(tower.image_size // tower.patch_size) ** 2,
         pad_token_id=tokenizer.pad_token_id,
@@ -206,86 +247,21 @@ def _grow_embeddings(llava, vocab: int) -> None:
 
 
 def _image_processor(preset: Preset) -> CLIPImageProcessorPil:
-    size = preset.image_size
+    vision = preset.vision
     return CLIPImageProcessorPil(
-        size={"shortest_edge": size},
-        crop_size={"height": size, "width": size},
-        image_mean=list(preset.image_mean),
-        image_std=list(preset.image_std),
+        size={"shortest_edge": vision.image_size},
+        crop_size={"height": vision.image_size, "width": vision.image_size},
+        image_mean=list(vision.image_mean),
+        image_std=list(vision.image_std),
     )
 
 
-def _read_config(directory: Path) -> dict:
-    path = directory / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint is incomplete: {path} is missing")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
-
-
-def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a directory: *.safetensors, else *.bin loaded with weights_only=True."""
-    files = sorted(directory.glob("*.safetensors"))
-    try:
-        if files:
-            return {k: v for f in files for k, v in load_file(f).items()}
-        files = sorted(directory.glob("*.bin"))
-        if files:
-            return {k: v for f in files for k, v in torch.load(f, map_location="cpu", weights_only=True).items()}
-    except Exception as e:
-        raise CheckpointError(f"cannot read weights in {directory}: {str(e).splitlines()[0]}") from None
-    raise CheckpointError(f"checkpoint is incomplete: no *.safetensors or *.bin weights in {directory}")
-
-
-def _load_strict(module: torch.nn.Module, state: dict, where: Path) -> None:
-    missing = sorted(set(module.state_dict()) - set(state))
-    unexpected = sorted(set(state) - set(module.state_dict()))
-    if missing or unexpected:
-        problem = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise CheckpointError(f"checkpoint is partial or mismatched in {where}: {problem} weights")
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"weights in {where} do not fit the config: {str(e).splitlines()[-1].strip()}") from None
-
-
-@contextmanager
-def _quiet_transformers():
-    """transformers prints load reports and progress bars; Aurora reports problems itself."""
-    logger = transformers.utils.logging
-    level = logger.get_verbosity()
-    bars = logger.is_progress_bar_enabled()
-    logger.set_verbosity_error()
-    logger.disable_progress_bar()
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.set_verbosity(level)
-        if bars:
-            logger.enable_progress_bar()
-
-
-def _from_pretrained(cls, path: Path, **kwargs):
-    """cls.from_pretrained with a one-line error for absent, unreadable or partial weights."""
-    try:
-        with _quiet_transformers():
-            model, info = cls.from_pretrained(path, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise CheckpointError(f"cannot load {path}: {reason}") from None
-    missing = sorted(info.get("missing_keys", ()))
-    if missing:
-        raise CheckpointError(f"checkpoint is partial: {path} lacks {len(missing)} weights (e.g. {missing[0]})")
-    return model.eval()
-
-
-def _load_tokenizer(path: Path, trust_remote_code: bool):
-    try:
-        with _quiet_transformers():
-            return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as e:
-        reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise CheckpointError(f"cannot load the tokenizer in {path}: {reason}") from None
+FAMILY = Family(
+    name="auroracap",
+    layouts=("xtuner", "hf"),
+    detect=detect,
+    load=load,
+    save=save,
+    build=build,
+    default_preset=default_preset,
+)

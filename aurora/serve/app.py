@@ -178,7 +178,7 @@ class _Job:
         self.pending: list = []  # concurrent futures still using the temp files / the model
         self.timings: dict[str, float] = {}
         self.id, self.created = protocol.completion_id(), protocol.now()
-        self.token_kept_ratio = model.preset.token_kept_ratio
+        self.token_kept_ratio = model.preset.reducer.token_kept_ratio
         self.finished = False
 
     async def start(self, request: Request, chat: protocol.ChatRequest) -> None:
@@ -239,18 +239,19 @@ class _Job:
 
     @torch.inference_mode()
     def _respond(self, messages: list[dict], chat: protocol.ChatRequest, on_text):
-        """`model.respond` for one conversation, with the context checked between embedding the
-        prompt and prefill, so an over-long request never reaches the language model."""
+        """`ChatModel.respond_batch` for one conversation, with the context checked between embedding
+        the prompt and prefill, so an over-long request never reaches the language model."""
         model = self.model
         options = GenerationOptions(**chat.generation)
         options = replace(options, stop=tuple(options.stop) + tuple(model.template.stop))
-        inputs_embeds, reply = model.prepare(messages, token_kept_ratio=chat.media.get("token_kept_ratio"))
-        max_new = check_context(reply.prompt_tokens, options.max_new_tokens, model.preset.max_new_tokens, self.context)
+        row, reply = model.prepare(messages, token_kept_ratio=chat.media.get("token_kept_ratio"))
+        max_new = check_context(reply.prompt_tokens, options.max_new_tokens, model.preset.generation.max_new_tokens,
+                                self.context)
         options = replace(options, max_new_tokens=max_new)
         if self.cancel.is_set():
             raise APIError(499, "client closed the request", code="client_closed_request")
         start = time.perf_counter()
-        results, first = model.generate(inputs_embeds, options, on_text, self.cancel)
+        results, first = model.generator(model.collate([row]), options, on_text, self.cancel)
         end = time.perf_counter()
         reply.text, reply.generated_tokens, reply.finish_reason = results[0]
         reply.timings["prefill"] = (first - start) if first else end - start

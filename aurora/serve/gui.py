@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aurora.errors import AuroraError
 
-DEFAULT_RATIO = 0.2  # AuroraCap's demo default (captioning)
+DEFAULT_RATIO = 0.2  # AuroraCap's demo defaults (its GUI), kept for every model: the sliders are the GUI's own
 DEFAULT_FRAMES = 8
 MAX_FRAMES = 16
 DEFAULT_MAX_NEW_TOKENS = 2048  # AuroraCap's inference default
@@ -70,7 +70,7 @@ def answer(cache: ModelCache, session: dict, history: list, video, image, prompt
             session["visuals"] = [(kind, model.load_frames(path, num_frames=num_frames))
                                   for kind, path in (("image", image), ("video", video)) if path]
             session["num_frames"], decode = num_frames, time.perf_counter() - start
-        prompt = (prompt or "").strip() or model.preset.default_prompt
+        prompt = (prompt or "").strip() or model.preset.template.default_prompt
         messages = _with_visuals(session["messages"] + [{"role": "user", "content": prompt}], session["visuals"])
         history = history + [{"role": "user", "content": prompt}, {"role": "assistant", "content": ""}]
         yield history, gr.skip(), gr.skip(), session, ""
@@ -126,7 +126,7 @@ def build_gui(model=None, model_path: str | None = None, device: str = "auto", d
     import gradio as gr
 
     cache = ModelCache(model_path, model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    max_new = model.preset.max_new_tokens if model is not None else DEFAULT_MAX_NEW_TOKENS
+    max_new = model.preset.generation.max_new_tokens if model is not None else DEFAULT_MAX_NEW_TOKENS
 
     with gr.Blocks(title="Aurora", analytics_enabled=False) as demo:
         gr.Markdown("## Aurora: caption and chat about a video or image, with fewer visual tokens")

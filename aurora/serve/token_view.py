@@ -24,8 +24,8 @@ def merge_sources(model, frames: np.ndarray, token_kept_ratio: float) -> tuple[n
     out = model.tower(pixels.to(model.device, model.dtype), token_kept_ratio, track_source=True)
     grid_h, grid_w = (side // model.tower.patch_size for side in pixels.shape[-2:])
     source = out.source.reshape(-1, grid_h, grid_w).cpu().numpy()  # (T, gh, gw)
-    mean = torch.tensor(model.preset.image_mean).view(1, 3, 1, 1)
-    std = torch.tensor(model.preset.image_std).view(1, 3, 1, 1)
+    mean = torch.tensor(model.preset.vision.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.preset.vision.image_std).view(1, 3, 1, 1)
     crops = (pixels.float().cpu() * std + mean).clamp(0, 1).mul(255).round().byte()  # (T, 3, S, S)
     return crops.permute(0, 2, 3, 1).numpy(), source
 

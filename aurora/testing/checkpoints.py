@@ -25,7 +25,8 @@ from transformers import (
 )
 
 from aurora.connectors.projector import MLPProjector
-from aurora.models.auroracap import build, save_hf_llava, save_xtuner
+from aurora.models import save
+from aurora.models.auroracap import build
 from aurora.preset import Preset
 
 CORPUS = [
@@ -103,7 +104,7 @@ def build_tiny(
     else:
         language_model = Qwen2ForCausalLM(Qwen2Config(**lm_kwargs, tie_word_embeddings=True))
     projector = MLPProjector(32, 64)
-    preset = Preset(
+    preset = Preset.of(
         image_size=image_size,
         num_frames=4,
         token_kept_ratio=0.8,
@@ -118,7 +119,7 @@ def build_tiny(
 
 def save_tiny(out: str | Path, layout: str = "xtuner", **kwargs) -> Path:
     model = build_tiny(**kwargs)
-    (save_xtuner if layout == "xtuner" else save_hf_llava)(model, out)
+    save(model, out, layout)
     return Path(out)
 
 

@@ -160,6 +160,92 @@ def write_audio_only(path: str | os.PathLike, seconds: float = 0.5) -> str:
     return path
 
 
+# Audio encoder per extension; a video container carries the same codec beside its video.
+_AUDIO_CODECS = {
+    ".wav": "pcm_s16le",
+    ".flac": "flac",
+    ".mp3": "libmp3lame",
+    ".m4a": "aac",
+    ".mp4": "aac",
+    ".mov": "aac",
+    ".mkv": "pcm_s16le",
+    ".ogg": "libopus",
+    ".opus": "libopus",
+    ".webm": "libopus",
+}
+
+
+def tone(
+    seconds: float, frequency: float = 440.0, rate: int = 48000, amplitude: float = 0.3,
+    channels: int = 1,
+) -> np.ndarray:
+    """A sine tone as (channels, samples) float32, the same in every channel."""
+    t = np.arange(round(seconds * rate)) / rate  # (samples,)
+    wave = (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+    return np.repeat(wave[None], channels, axis=0)
+
+
+def _add_audio_stream(container, codec: str, rate: int, channels: int):
+    """A new audio stream; add every stream before muxing starts (the header is written then)."""
+    return container.add_stream(codec, rate=rate, layout={1: "mono", 2: "stereo"}[channels])
+
+
+def _mux_audio(container, stream, samples: np.ndarray, rate: int) -> None:
+    """Encode (channels, samples) float32 into ``stream`` of ``container``.
+
+    A resampler turns the float planes into the encoder's own sample format and frame size
+    (aac 1024, mp3 1152, opus 960 samples); the rate stays ``rate``.
+    """
+    layout = stream.codec_context.layout.name
+    frame_size = stream.codec_context.frame_size or 1024
+    resampler = av.AudioResampler(
+        format=stream.codec_context.format.name, layout=layout, rate=rate, frame_size=frame_size
+    )
+    source = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=layout)
+    source.sample_rate, source.pts, source.time_base = rate, 0, Fraction(1, rate)
+    for chunk in resampler.resample(source) + resampler.resample(None):
+        container.mux(stream.encode(chunk))
+    container.mux(stream.encode(None))  # flush what the encoder held back
+
+
+def write_audio(path: str | os.PathLike, samples: np.ndarray, rate: int = 48000) -> str:
+    """Write (channels, samples) float32 in [-1, 1] as an audio-only file; codec by extension
+    (.wav pcm, .flac, .mp3, .m4a aac, .ogg/.opus opus)."""
+    path = os.fspath(path)
+    codec = _AUDIO_CODECS[os.path.splitext(path)[1].lower()]
+    with av.open(path, "w") as container:
+        stream = _add_audio_stream(container, codec, rate, samples.shape[0])
+        _mux_audio(container, stream, samples, rate)
+    return path
+
+
+def write_video_with_audio(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    samples: np.ndarray,
+    rate: int = 48000,
+    fps: float = 8,
+) -> str:
+    """A video with a sound track: (T, H, W, 3) uint8 ``frames`` (libx264, frame ``i`` at
+    ``i / fps``) and (channels, samples) float32 ``samples`` at ``rate`` (aac in mp4/mov,
+    pcm in mkv, opus in webm)."""
+    path = os.fspath(path)
+    extension = os.path.splitext(path)[1].lower()
+    video_codec, pix_fmt = _VIDEO_CODECS[extension]
+    _, height, width, _ = frames.shape
+    with av.open(path, "w") as container:
+        stream = container.add_stream(video_codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        _encode_settings(stream, video_codec, None)
+        sound = _add_audio_stream(container, _AUDIO_CODECS[extension], rate, samples.shape[0])
+        for array in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        _mux_audio(container, sound, samples, rate)
+    return path
+
+
 def write_image(
     path: str | os.PathLike, array: np.ndarray, exif_orientation: int | None = None
 ) -> str:

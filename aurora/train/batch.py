@@ -1,4 +1,4 @@
-"""From samples to a loss: frames through the tower, visual tokens spliced between text, and the
+"""From samples to a loss: frames through the vision stage, visual blocks spliced between text, and the
 token-level cross-entropy normalised once for a whole optimiser step.
 
 Shared numerics live here once (STYLE lesson 11): `token_loss_sum` and the normaliser that makes
@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aurora.train.data import IGNORE, Sample
+from aurora.models.splice import pad, splice
+from aurora.prompts import IGNORE
+from aurora.train.data import Sample
 
 
 class CaptionLoss(nn.Module):
@@ -42,33 +44,19 @@ class CaptionLoss(nn.Module):
 
 
 def build_inputs(model, samples: list[Sample], token_kept_ratio: float):
-    """-> inputs_embeds (B, L, D), attention_mask (B, L), labels (B, L); right-padded."""
-    device = model.device
-    pixels = torch.cat([model.transform(s.frames) for s in samples])  # (sum T, C, S, S)
-    visual = model.encode(pixels, token_kept_ratio)  # (sum T, n, D)
-    per_frame = visual.shape[1]
+    """-> inputs_embeds (B, L, D), attention_mask (B, L), labels (B, L); right-padded.
+
+    Visual blocks enter the text through the same splice as at inference (`aurora.models.splice`)."""
+    visuals = model.encode_visuals([model.transform(s.frames) for s in samples], token_kept_ratio)
     embed_tokens = model.language_model.get_input_embeddings()
-    rows, label_rows, start = [], [], 0
-    for sample in samples:
-        pieces, labels = [], []
-        for i, (ids, lab) in enumerate(zip(sample.segments, sample.labels)):
-            pieces.append(embed_tokens(torch.tensor(ids, dtype=torch.long, device=device)))
-            labels.append(torch.tensor(lab, dtype=torch.long))
-            if i < len(sample.segments) - 1:
-                pieces.append(visual[start + i].to(pieces[-1].dtype))
-                labels.append(torch.full((per_frame,), IGNORE, dtype=torch.long))
-        start += len(sample.segments) - 1
-        rows.append(torch.cat(pieces))
-        label_rows.append(torch.cat(labels))
-    length = max(r.shape[0] for r in rows)
-    embeds = torch.zeros(len(rows), length, rows[0].shape[-1], dtype=rows[0].dtype, device=device)
-    mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
-    labels = torch.full((len(rows), length), IGNORE, dtype=torch.long)
-    for b, (row, lab) in enumerate(zip(rows, label_rows)):
-        embeds[b, : row.shape[0]] = row
-        mask[b, : row.shape[0]] = 1
-        labels[b, : lab.shape[0]] = lab
-    return embeds, mask, labels.to(device)
+    rows, label_rows = [], []
+    for sample, blocks in zip(samples, visuals):
+        row, labels = splice(sample.segments, sample.labels, list(blocks), embed_tokens)
+        rows.append(row)
+        label_rows.append(labels)
+    embeds, mask = pad(rows, side="right")
+    labels, _ = pad(label_rows, side="right", value=IGNORE)
+    return embeds, mask, labels.to(model.device)
 
 
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor, per_sample: bool = False) -> torch.Tensor:

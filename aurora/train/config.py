@@ -33,13 +33,16 @@ class TrainConfig:
     # linear heads on the ground truth of `aurora synth` records (aurora.train.attributes)
     objective: str = "caption"
     attribute_frames: int = 0  # objective attributes: frames per clip through the tower (0: all num_frames)
-    lora_rank: int = 0  # > 0: LoRA (peft) on the language model instead of training it fully
+    adapter: str | None = None  # an adapter directory loaded onto `model` first (e.g. PLLaVA's weights)
+    adapter_alpha: float | None = None  # its LoRA alpha, if not the saved / family default
+    lora_rank: int = 0  # > 0: LoRA (peft) on the language model instead of training it fully; with
+    # `adapter`, that adapter's LoRA trains (its own rank and targets)
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     token_kept_ratio: float = 0.1  # merging during training (AuroraCap trains at 0.1)
     token_kept_ratio_max: float | None = None  # if set: each step draws a ratio in [token_kept_ratio, this]
     unmerged_share: float = 0.0  # share of steps run at ratio 1.0 (no merging), so unmerged inference works too
-    num_frames: int = 8
+    num_frames: int | None = None  # None: the model's preset (8 for AuroraCap)
     batch_size: int = 8  # per process, per micro-batch
     grad_accum: int = 1
     lr: float = 1e-4
@@ -84,7 +87,7 @@ class TrainConfig:
             (self.token_kept_ratio_max is None or self.token_kept_ratio <= self.token_kept_ratio_max <= 1,
              "token_kept_ratio_max must be in [token_kept_ratio, 1]"),
             (0 <= self.unmerged_share <= 1, f"unmerged_share must be in [0, 1], got {self.unmerged_share}"),
-            (self.num_frames >= 1, "num_frames must be >= 1"),
+            (self.num_frames is None or self.num_frames >= 1, "num_frames must be >= 1"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.max_steps >= 1, "max_steps must be >= 1"),

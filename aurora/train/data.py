@@ -19,11 +19,10 @@ import numpy as np
 
 from aurora import media
 from aurora.errors import AuroraError, ConfigError
-from aurora.prompts import IMAGE_PLACEHOLDER, Template, user_content
+from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, Template, segment, user_content  # noqa: F401 (IGNORE: re-exported)
 
 log = logging.getLogger(__name__)
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-IGNORE = -100  # label of tokens that carry no loss
 
 
 @dataclass
@@ -31,7 +30,7 @@ class Sample:
     """One training example, ready for batching."""
 
     frames: np.ndarray  # (T, H, W, 3) uint8
-    segments: list[list[int]]  # token ids between frames: len == T + 1
+    segments: list[list[int]]  # token ids between visual blocks: len == blocks + 1
     labels: list[list[int]]  # same shapes as segments; IGNORE where no loss
     index: int  # position in the record list
 
@@ -87,43 +86,19 @@ def turns_of(record: dict) -> list[tuple[str, str]]:
     return turns
 
 
-def tokenize(turns, num_frames: int, template: Template, tokenizer, max_length: int) -> tuple[list, list]:
-    """Token segments split at the frames, with labels on answer text only.
+def tokenize(turns, blocks: int, template: Template, tokenizer, max_length: int, layout: str = "frames") -> tuple[list, list]:
+    """Token segments split at the visual blocks, with labels on answer text only.
 
-    The frames go into the first user turn (AuroraCap's layout). Every assistant turn contributes
-    `template.answer` (reply + end marker) with loss; everything else is context.
+    The visual goes into the first user turn (AuroraCap's layout), as `blocks` placeholders laid out
+    as at inference (`aurora.prompts`). Every assistant turn contributes `template.answer` (reply +
+    end marker) with loss; everything else is context.
     """
     first_user = next(i for i, (role, _) in enumerate(turns) if role == "user")
-    turns = [(r, user_content([num_frames], t) if i == first_user else t) for i, (r, t) in enumerate(turns)]
-    pieces: list[tuple[str, bool]] = []  # (text, has loss)
-    done = 0  # characters of the rendered history already turned into pieces
-    history: list[tuple[str, str]] = []
-    for role, text in turns:
-        if role == "assistant":
-            context = template.render(history)  # ends with the generation prompt
-            pieces.append((context[done:], False))
-            answer = template.answer.format(content=text)
-            pieces.append((answer, True))
-            history.append((role, text))
-            done = len(context) + len(answer)  # the separator opens the next context piece
-        else:
-            history.append((role, text))
-    segments: list[list[int]] = [[]]
-    labels: list[list[int]] = [[]]
-    first = True
-    for text, has_loss in pieces:
-        chunks = text.split(IMAGE_PLACEHOLDER)
-        for j, chunk in enumerate(chunks):
-            if j > 0:  # a frame sits here: start a new segment
-                segments.append([])
-                labels.append([])
-            ids = tokenizer.encode(chunk, add_special_tokens=first) if (chunk or first) else []
-            first = False
-            segments[-1].extend(ids)
-            labels[-1].extend(ids if has_loss else [IGNORE] * len(ids))
+    turns = [(r, user_content([blocks], t, layout, template.visual_join) if i == first_user else t) for i, (r, t) in enumerate(turns)]
+    segments, labels = segment(template.pieces(turns), tokenizer)
     if sum(len(s) for s in segments) > max_length:
         raise ConfigError(f"longer than max_length {max_length} tokens")
-    if len(segments) != num_frames + 1:
+    if len(segments) != blocks + 1:
         raise ConfigError("the text contains a literal <image> marker")
     return segments, labels
 
@@ -174,17 +149,18 @@ class VideoTextDataset(RecordDataset):
     """Records -> Samples; decoded frames are cached in memory after the first read."""
 
     def __init__(self, records, tokenizer, template: Template, num_frames: int, max_length: int = 1024,
-                 media_root: str | None = None, sampling: str = "uniform", cache: bool = True):
+                 media_root: str | None = None, sampling: str = "uniform", cache: bool = True, layout: str = "frames"):
         super().__init__(records)
-        self.tokenizer, self.template = tokenizer, template
+        self.tokenizer, self.template, self.layout = tokenizer, template, layout
         self.num_frames, self.max_length = num_frames, max_length
         self.media_root, self.sampling = media_root, sampling
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
 
     def _build(self, index: int) -> Sample:
         frames = self._frames(index)
-        segments, labels = tokenize(turns_of(self.records[index]), len(frames), self.template,
-                                    self.tokenizer, self.max_length)
+        blocks = len(frames) if self.layout == "frames" else 1  # as the model's connector gives them
+        segments, labels = tokenize(turns_of(self.records[index]), blocks, self.template,
+                                    self.tokenizer, self.max_length, self.layout)
         return Sample(frames, segments, labels, index)
 
     def _frames(self, index: int) -> np.ndarray:

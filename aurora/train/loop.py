@@ -4,7 +4,7 @@ The same command trains on this CPU and on N GPUs under `accelerate launch` (DDP
 DeepSpeed through accelerate's own config). Every `save_every` steps a checkpoint holds the
 weights (safetensors), optimizer, scheduler, step and data position; `resume` continues with the
 same step count, optimizer state, schedule and data order. The finished model is written in
-AuroraCap's xtuner layout to `output_dir/model`.
+its family's own layout (AuroraCap: xtuner) to `output_dir/model`.
 """
 
 from __future__ import annotations
@@ -66,11 +66,13 @@ def set_trainable(model, parts: tuple[str, ...], lora_rank: int = 0, lora_alpha:
     model.requires_grad_(False)
     for part in parts:
         getattr(model, part).requires_grad_(True)
-    if lora_rank > 0:
-        from peft import LoraConfig, get_peft_model
+    if lora_rank > 0 and hasattr(model.language_model, "peft_config"):  # an adapter loaded with the model
+        for name, param in model.language_model.named_parameters():
+            param.requires_grad_("lora_" in name)  # keeps its own rank and targets
+    elif lora_rank > 0:
+        from aurora.adapters.lora import apply_lora
 
-        config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, target_modules=list(lora_targets), lora_dropout=0.0)
-        model.language_model = get_peft_model(model.language_model, config)
+        model.language_model = apply_lora(model.language_model, lora_rank, lora_alpha, lora_targets)
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -80,7 +82,7 @@ def initial_model(config: TrainConfig, records: list[dict]):
     if config.model:
         from aurora.models import load
 
-        return load(config.model, device="cpu", dtype="float32")
+        return load(config.model, device="cpu", dtype="float32", adapter=config.adapter, lora_alpha=config.adapter_alpha)
     if config.scratch.tokenizer_data:
         from aurora.train.data import read_records
 
@@ -128,15 +130,17 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     model = initial_model(config, records) if latest is None else _model_from_checkpoint(latest)
     params = set_trainable(model, config.train_parts, config.lora_rank, config.lora_alpha, config.lora_targets)
     heads = None
+    media = model.preset.media  # frames follow the model's preset unless the config says otherwise
+    num_frames = config.num_frames or media.num_frames
     if config.objective == "attributes":
-        dataset = AttributeDataset(records, config.num_frames, model.preset.image_size,
-                                   model.tower.config.patch_size, config.media_root, model.preset.sampling)
+        dataset = AttributeDataset(records, num_frames, model.preset.vision.image_size,
+                                   model.tower.config.patch_size, config.media_root, media.sampling)
         heads = AttributeHeads(model.tower.config.hidden_size)
         params += list(heads.parameters())
         objective = AttributeLoss(model, heads, config.attribute_frames)
     else:
-        dataset = VideoTextDataset(records, model.tokenizer, model.template, config.num_frames, config.max_length,
-                                   config.media_root, model.preset.sampling)
+        dataset = VideoTextDataset(records, model.tokenizer, model.template, num_frames, config.max_length,
+                                   config.media_root, media.sampling, layout=model.preset.template.layout)
         objective = CaptionLoss(model, per_sample=config.loss_normalisation == "sample")
     objective.to(accelerator.device)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -226,7 +230,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     bar.close()
     final = out / "model"
     if accelerator.is_main_process:
-        _export(accelerator.unwrap_model(wrapper).model, final)
+        trained = accelerator.unwrap_model(wrapper).model
+        _export(trained, final)
+        _export_adapter(trained, out / "adapter")
         summary = {"steps": state.step, "skipped_records": dataset.skipped.total,
                    "skipped_by_reason": dict(dataset.skipped.reasons)}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -269,13 +275,22 @@ def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: Progre
 
 
 def _export(model, directory: Path) -> None:
-    """A loadable checkpoint (xtuner layout); LoRA weights are merged into a copy of the LM."""
-    from aurora.models.auroracap import save_xtuner
+    """A loadable checkpoint in the family's own layout; LoRA weights are merged into a copy of the LM."""
+    from aurora.models import save
 
     if hasattr(model.language_model, "merge_and_unload"):
         model = copy.deepcopy(model)
         model.language_model = model.language_model.merge_and_unload()
-    save_xtuner(model, directory)
+    save(model, directory)
+
+
+def _export_adapter(model, directory: Path) -> None:
+    """Trained LoRA also in the family's adapter-only layout (PLLaVA's: LoRA + projector keys), if it has one."""
+    from aurora.models import family_of
+
+    family = family_of(model)
+    if family.adapter_layout and hasattr(model.language_model, "peft_config"):
+        family.save(model, directory, family.adapter_layout)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

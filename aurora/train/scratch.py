@@ -1,7 +1,7 @@
 """Build a small AuroraCap-architecture model from scratch: a ViT tower (with merging), the MLP
 projector, a Llama-style LM, and a byte-level BPE tokenizer trained on the annotation text.
 
-Everything is transformers' own modules, assembled by `aurora.models.auroracap.build`, so the
+Everything is transformers' own modules, assembled by the AuroraCap family (`aurora.models.auroracap.build`), so the
 result saves and loads like any AuroraCap checkpoint.
 """
 
@@ -98,7 +98,7 @@ def build_from_scratch(config: ScratchConfig, tokenizer):
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     ))
     projector = MLPProjector(config.vision_hidden, config.lm_hidden)
-    preset = Preset(
+    preset = Preset.of(
         image_size=config.image_size, resize="squash", temporal_input=config.temporal_input, vision_stem=config.vision_stem,
         num_frames=config.num_frames, token_kept_ratio=config.token_kept_ratio, feature_layer=-1,
         position_interpolation="transformers", template="vicuna", default_prompt=config.default_prompt,

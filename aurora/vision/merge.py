@@ -127,3 +127,10 @@ def merged_positions(m: Matching) -> torch.Tensor:
     positions[:, ::2] = pos_a
     positions[:, 1::2] = pos_b
     return positions
+
+
+def unmerge(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Merged tokens back on the patch grid: (N, n, C) tokens and (N, P) the token each patch
+    went into -> (N, P, C), every patch carrying its token's features (ToMe's unmerge). Lets a
+    reducer that needs the grid (pooling) run after merging."""
+    return x.gather(1, source[..., None].expand(-1, -1, x.shape[-1]))

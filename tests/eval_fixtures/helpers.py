@@ -89,11 +89,11 @@ def frames_of(array: np.ndarray) -> list[int]:
 def evaluate(argv: list[str], predictor):
     """Run `aurora eval ...` with `predictor` as the model under test; returns the summary."""
     from aurora.eval import registry, runner
-    from aurora.eval.cli import build_judge
+    from aurora.eval.cli import build_judge, wants_judge
 
     args = parse(["eval", *argv, "--no-progress"])
     task = registry.load(args.benchmark)
-    judge = build_judge(args) if task.JUDGED else None
+    judge = build_judge(args) if wants_judge(task, args) else None
     try:
         return runner.evaluate(args.benchmark, task, args, predictor, judge, out=args.out, resume=args.resume,
                                limit=args.limit, batch_size=args.batch_size, progress=False,

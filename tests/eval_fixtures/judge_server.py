@@ -6,6 +6,8 @@ Rules (by the last user message):
       equal, else 4), else no (score 1).
   VCG judges ('score' only): 5 if the answer is in the prediction else 2; consistency: 4 if both
       predictions are equal else 1.
+  MMBench answer matching (the prompt ends "Your output: "): the text after "#judge=" in the answer
+      (e.g. "B"), else a reply naming no option.
   anything else (a model under test): "frames=N" for N image parts, "video" for a video part; with a
       pre-filled assistant turn (continue_final_message), "A) first".
 Fault triggers anywhere in the user text: #malformed (never parsable), #retry-parse (unparsable the
@@ -96,6 +98,9 @@ class JudgeServer:
             return 500, None
         if "#timeout" in user and seen == 0:
             return "sleep", "{'pred': 'no', 'score': 0}"
+        if user.endswith("Your output: ") or user.endswith("输出: "):
+            match = re.search(r"#judge=(\S+)", user)
+            return 200, match.group(1) if match else "I cannot tell."
         if "providing accurate answers" in system:
             caption = re.search(r"detailed description: (.*), question: ", user, re.S).group(1)
             return 200, caption

@@ -1,0 +1,27 @@
+"""Adapters: small trainable weights added to a frozen language model, applied in training and
+loaded at inference from a checkpoint.
+
+An adapter kind lives in one module here (``lora.py`` today; a mixture of LoRA experts, as
+Awaker2.5-VL uses, goes in a sibling module). ``ADAPTERS`` maps a kind's name to its load-time
+entry point as ``"module:function"``, imported only when asked for, so listing kinds is free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from aurora.errors import ConfigError
+
+# name -> "module:function" that loads that kind of adapter from a directory onto a causal LM.
+ADAPTERS = {
+    "lora": "aurora.adapters.lora:load_lora",
+}
+
+
+def adapter_loader(name: str) -> Callable:
+    """The load function registered for adapter kind ``name``."""
+    if name not in ADAPTERS:
+        raise ConfigError(f"unknown adapter kind {name!r}; known: {', '.join(sorted(ADAPTERS))}")
+    module, function = ADAPTERS[name].split(":")
+    return getattr(importlib.import_module(module), function)

@@ -1,0 +1,50 @@
+"""Command-line flags for choosing, loading and running a model, written once for every command
+(caption, chat, eval, serve, gui, caption-batch), with AuroraCap's spellings as aliases."""
+
+from __future__ import annotations
+
+import argparse
+
+from aurora.argtypes import positive_float, positive_int, ratio
+
+
+def add_load_flags(p, required: bool = False) -> None:
+    """--model, --adapter, --lora-alpha, --device, --dtype, --trust-remote-code."""
+    p.add_argument("--model", "--model_path", dest="model", required=required,
+                   help="checkpoint directory or hub id (default: the bundled model)")
+    p.add_argument("--adapter", help="adapter directory applied at load time (LoRA: peft's layout)")
+    p.add_argument("--lora-alpha", dest="lora_alpha", type=positive_float,
+                   help="scale the adapter's LoRA as alpha / rank with this alpha instead of the saved one")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with a checkpoint to run")
+
+
+def add_generation_flags(p, max_new_tokens_help: str = "default: the model's preset") -> None:
+    """Frames, token kept ratio and decoding knobs; None means the model's preset."""
+    p.add_argument("--num-frames", "--num_frm", dest="num_frames", type=positive_int,
+                   help="frames sampled per video (default: the model's preset, 8 for AuroraCap)")
+    p.add_argument("--fps", type=positive_float, help="sample at this many frames per second instead (capped by --num-frames)")
+    p.add_argument("--token-kept-ratio", "--token_kept_ratio", dest="token_kept_ratio", type=ratio,
+                   help="share of visual tokens that reach the language model, in (0, 1] (default: preset)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=1.0)
+    p.add_argument("--num-beams", "--num_beams", dest="num_beams", type=positive_int, default=1)
+    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=positive_int,
+                   help=max_new_tokens_help)
+    p.add_argument("--seed", type=int, help="random seed for sampling")
+
+
+def load_model(args: argparse.Namespace):
+    from aurora.models import load
+
+    return load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                adapter=getattr(args, "adapter", None), lora_alpha=getattr(args, "lora_alpha", None))
+
+
+def generation_kwargs(args: argparse.Namespace) -> dict:
+    return dict(
+        num_frames=args.num_frames, fps=args.fps, token_kept_ratio=args.token_kept_ratio,
+        temperature=args.temperature, top_p=args.top_p, num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens, seed=args.seed,
+    )
