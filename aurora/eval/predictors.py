@@ -60,7 +60,7 @@ class AuroraPredictor:
 
     def _generate(self, queries: list[Query], prefix: str, options: GenerationOptions) -> list[Answer]:
         began = time.perf_counter()
-        size = self.model.preset.vision.image_size  # decoded at the model's input size, as model.load_frames does
+        size = getattr(self.model, "decode_size", None)  # decoded as the model's own loader does
         visuals = [load_frames(q.video, q.frames, size) if q.frames else q.video for q in queries]
         num_frames = self.num_frames
         conversations = [[{"role": "user", "content": [{"type": "video", "video": visual},
