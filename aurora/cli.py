@@ -101,7 +101,10 @@ def _add_convert(sub) -> None:
     p = sub.add_parser("convert", help="write a checkpoint in another layout of its family (AuroraCap: hf, xtuner)")
     p.add_argument("src", help="checkpoint directory or hub id")
     p.add_argument("dst", help="output directory (must not exist or be empty)")
-    p.add_argument("--to", default="hf", help="a layout of the model's family (AuroraCap: hf (default), xtuner)")
+    p.add_argument("--to", default="hf", help="a layout of the model's family (AuroraCap: hf (default), xtuner; "
+                                             "PLLaVA: xtuner, pllava-weights)")
+    p.add_argument("--adapter", help="an adapter directory applied first (e.g. PLLaVA's weights on its base)")
+    p.add_argument("--lora-alpha", dest="lora_alpha", type=_positive_float)
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--debug", action="store_true")
     p.set_defaults(run=run_convert)
@@ -118,6 +121,7 @@ COMMANDS = {
     "serve": "aurora.serve.cli:add_serve_parser",
     "gui": "aurora.serve.cli:add_gui_parser",
     "gallery": "aurora.gallery.cli:add_parser",
+    "caption-batch": "aurora.batch.cli:add_parser",
     "convert": _add_convert,
 }
 
@@ -241,7 +245,8 @@ def run_convert(args) -> int:
     dst = Path(args.dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise ConfigError(f"{dst} exists and is not an empty directory: choose a new output directory")
-    model = load(args.src, device="cpu", dtype="float32", trust_remote_code=args.trust_remote_code)
+    model = load(args.src, device="cpu", dtype="float32", trust_remote_code=args.trust_remote_code,
+                 adapter=args.adapter, lora_alpha=args.lora_alpha)
     layouts = family_of(model).layouts
     if args.to not in layouts:
         raise ConfigError(f"--to {args.to!r}: a {model.preset.family} model is written as {' or '.join(layouts)}")

@@ -108,6 +108,26 @@ TEMPLATES: dict[str, Template] = {
         answer="{content}</s>",
         visual_join=" ",
     ),
+    # PLLaVA's evaluation templates (same file): roles "USER: " / "ASSISTANT:", separators " " and
+    # "</s>", the video token "<image>\n". conv_eval_mvbench / conv_eval_vcg put it in a user message
+    # of its own (MM_ALONE: "USER: <image>\n USER: {question} ASSISTANT:"); conv_eval_videoqabench
+    # before the question in the same message (MM_INTERLEAF: "USER: <image>\n {question} ASSISTANT:").
+    "pllava_eval_alone": Template(
+        name="pllava_eval_alone",
+        system="{content} ",
+        user="USER: {content} ",
+        generation_prompt="ASSISTANT:",
+        answer="{content}</s>",
+        visual_join="\n USER: ",
+    ),
+    "pllava_eval_interleaf": Template(
+        name="pllava_eval_interleaf",
+        system="{content} ",
+        user="USER: {content} ",
+        generation_prompt="ASSISTANT:",
+        answer="{content}</s>",
+        visual_join="\n ",
+    ),
     "chatml": Template(
         name="chatml",
         system="<|im_start|>system\n{content}<|im_end|>\n",

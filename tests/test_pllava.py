@@ -75,7 +75,7 @@ def reference_logits(root, weights, pixels, prompt, alpha):
         return base.lm_head(hidden)
 
 
-@pytest.mark.parametrize("frames, alpha", [(4, 4), (2, 32)])
+@pytest.mark.parametrize("frames, alpha", [(4, 4), (16, 4), (2, 32), (1, 4)])  # 1: an image, repeated
 def test_logits_equal_an_independent_composition(pllava, frames, alpha):
     root, weights = pllava
     model = aurora.load(root / "base", adapter=root / "weights", lora_alpha=None if alpha == 4 else alpha)
@@ -113,6 +113,12 @@ def test_weights_round_trip_and_bad_input(pllava, tmp_path):
     torch.testing.assert_close(a, b, atol=0, rtol=0)
     with pytest.raises(CheckpointError, match="pass its LLaVA-NeXT base as --model"):
         aurora.load(root / "weights")
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    (tmp_path / "out" / "config.json").write_text(json.dumps({**config, "base_model": str(root / "base")}))
+    named = aurora.load(tmp_path / "out")  # a weights folder that names its base loads alone
+    with torch.no_grad():
+        c = named.language_model(inputs_embeds=named.embed_prompt("USER:<image> Hi ASSISTANT:", [named.encode(pixels, 1.0)])).logits
+    torch.testing.assert_close(a, c, atol=0, rtol=0)
     partial = tmp_path / "partial"
     partial.mkdir()
     from safetensors.torch import load_file
@@ -184,3 +190,80 @@ def test_lora_fine_tuning_exports_both_layouts_with_equal_logits(pllava, tmp_pat
     torch.testing.assert_close(logits(whole), logits(published), atol=1e-4, rtol=0)
     assert not torch.allclose(logits(before), logits(published), atol=1e-4)  # the steps changed LoRA / projector
     assert torch.equal(before.tower.model.embeddings.patch_embedding.weight, whole.tower.model.embeddings.patch_embedding.weight)
+
+
+def test_pllava_evaluation_prompts_are_the_published_ones(pllava, tmp_path):
+    """PLLaVA's conv_eval_mvbench / conv_eval_videoqabench prompts (magic-research/PLLaVA,
+    tasks/eval/eval_utils.py and the eval scripts), composed by hand from the published pieces."""
+    from argparse import Namespace
+
+    from aurora.eval import cli as eval_cli
+    from aurora.eval.frames import load_frames
+    from aurora.eval.predictors import AuroraPredictor
+    from aurora.eval.tasks import mvbench, videoqa
+    from aurora.generation import GenerationOptions
+
+    root, _ = pllava
+    model = aurora.load(root / "base", adapter=root / "weights")
+    clip = write_video(tmp_path / "clip.mp4", make_frames(24), fps=8)
+    seen = []
+    prepare = model.prepare
+    model.prepare = lambda messages, *a, **k: seen.append(prepare(messages, *a, **k)) or seen[-1]
+    predictor = AuroraPredictor(model, options=GenerationOptions(max_new_tokens=1))
+    args = Namespace(protocol="auto", num_frames=None, post_prompt="")
+    assert eval_cli.resolve_protocol(mvbench, args, predictor) == "pllava"
+    args.protocol = "pllava"
+    question = "Question: What moves?\nOptions:\n(A) a ball\n(B) a cup"
+    item = {"video": clip, "question": question, "answer": "(A) a ball", "kind": "video", "bound": None, "task": "x"}
+    predictor.answer(mvbench.queries(item, args))
+    system = ("Carefully watch the video and pay attention to the cause and sequence of events, the detail and movement "
+              "of objects, and the action and pose of persons. Based on your observations, select the best option that "
+              "accurately addresses the question.\n")
+    expected = system + " USER: <image>\n USER: " + question + " \nOnly give the best option. ASSISTANT:Best option:("
+    frames = load_frames(clip, mvbench.queries(item, args)[0].frames)
+    with torch.no_grad():
+        blocks = model.encode(model.transform(frames.array), 1.0)
+        torch.testing.assert_close(seen[-1][0], model.embed_prompt(expected, [blocks]), atol=0, rtol=0)
+    predictor.answer(videoqa.queries({"video": clip, "question": "What moves?"}, args))
+    expected = ("USER: <image>\n The input consists of a sequence of key frames from a video. Answer the question concisely "
+                "first and followed by significant events, characters, or objects that appear throughout the frames. "
+                "Question: What moves? \n ASSISTANT:\nAnswer: In the video,")
+    frames = model.load_frames(clip)
+    with torch.no_grad():
+        blocks = model.encode(model.transform(frames.array), 1.0)
+        torch.testing.assert_close(seen[-1][0], model.embed_prompt(expected, [blocks]), atol=0, rtol=0)
+    from aurora.eval.tasks import vcg
+
+    vcg_query = vcg.queries({"video": clip, "questions": ["What happens?"]}, args)[0]
+    predictor.answer([vcg_query])
+    expected = ("You are Video-ChatGPT, a large vision-language assistant. You are able to understand the video content "
+                "that the user provides, and assist the user with a variety of tasks using natural language.Follow the "
+                "instructions carefully and explain your answers in detail based on the provided video."
+                " USER: <image>\n USER: What happens? ASSISTANT:")
+    with torch.no_grad():
+        torch.testing.assert_close(seen[-1][0], model.embed_prompt(expected, [blocks]), atol=0, rtol=0)
+    assert vcg_query.stop == ("###", "USER") and vcg_query.max_new_tokens == 512
+
+
+def test_convert_writes_a_whole_model_and_a_mismatched_adapter_is_refused(pllava, tmp_path, capsys):
+    from aurora.cli import main
+
+    root, weights = pllava
+    assert main(["convert", str(root / "base"), str(tmp_path / "whole"), "--adapter", str(root / "weights"),
+                 "--to", "xtuner"]) == 0
+    whole, published = aurora.load(tmp_path / "whole"), aurora.load(root / "base", adapter=root / "weights")
+    pixels = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        a, b = (m.language_model(inputs_embeds=m.embed_prompt("USER:<image> Hi ASSISTANT:", [m.encode(pixels, 1.0)])).logits
+                for m in (whole, published))
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert main(["convert", str(root / "base"), str(tmp_path / "x"), "--to", "hf"]) == 2
+    assert "written as xtuner or pllava-weights" in capsys.readouterr().err
+    wrong = tmp_path / "wrong"  # an adapter for a wider model (another base)
+    wrong.mkdir()
+    save_file({k: torch.cat([v, v], dim=-1) if k.endswith("lora_A.default.weight") else v for k, v in weights.items()},
+              wrong / "model.safetensors")
+    clip = write_video(tmp_path / "clip.mp4", make_frames(8), fps=8)
+    assert main(["caption", clip, "--model", str(root / "base"), "--adapter", str(wrong)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lora_A" in err and len(err.splitlines()) == 1

@@ -64,6 +64,9 @@ def _add_shared_flags(p: argparse.ArgumentParser, judged: bool) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--out", required=True, help="results folder: predictions JSONL, config.json, summary.json, table.md")
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished items")
+    r.add_argument("--protocol", choices=("auto", "official", "pllava"), default="auto",
+                   help="prompt variant: the benchmark's official one, or PLLaVA's evaluation scripts' "
+                        "(MVBench, VideoQA); auto: PLLaVA's for a PLLaVA model")
     r.add_argument("--limit", type=positive_int, help="only the first N items")
     r.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
     r.add_argument("--shard-timeout", dest="shard_timeout", type=positive_float, default=86400.0,
@@ -136,6 +139,20 @@ def build_predictor(args):
                            source=str(args.model) if args.model else None)
 
 
+def resolve_protocol(task, args, predictor) -> str:
+    """The prompt variant that runs (recorded in the summary): --protocol, or for "auto" the
+    variant of the model's family when the benchmark has one."""
+    variants = getattr(task, "PROTOCOLS", ("official",))
+    chosen = getattr(args, "protocol", "auto")
+    if chosen == "auto":
+        model = getattr(predictor, "model", None)
+        family = model.preset.family if model is not None else None
+        return family if family in variants else "official"
+    if chosen not in variants:
+        raise ConfigError(f"--protocol {chosen}: this benchmark has the variants {', '.join(variants)}")
+    return chosen
+
+
 def run_benchmark(name: str, args) -> int:
     from aurora.eval import runner
 
@@ -143,6 +160,7 @@ def run_benchmark(name: str, args) -> int:
     items = task.load_items(args)  # data mistakes fail before a model is loaded
     judge = build_judge(args) if wants_judge(task, args) else None
     predictor = build_predictor(args)
+    args.protocol = resolve_protocol(task, args, predictor)
     try:
         summary = runner.evaluate(name, task, args, predictor, judge, out=args.out, resume=args.resume,
                                   limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress,

@@ -48,17 +48,19 @@ class AuroraPredictor:
     def answer(self, queries: list[Query]) -> list[Answer]:
         answers: list[Answer | None] = [None] * len(queries)
         groups: dict[tuple, list[int]] = {}  # one generate call never mixes prefixes or token limits
-        for i, query in enumerate(queries):
-            groups.setdefault((query.prefix, self.options.max_new_tokens or query.max_new_tokens), []).append(i)
-        for (prefix, max_new_tokens), members in groups.items():
-            options = replace(self.options, max_new_tokens=max_new_tokens)
+        for i, query in enumerate(queries):  # nor templates
+            key = (query.prefix, self.options.max_new_tokens or query.max_new_tokens, query.template, query.stop)
+            groups.setdefault(key, []).append(i)
+        for (prefix, max_new_tokens, template, stop), members in groups.items():
+            options = replace(self.options, max_new_tokens=max_new_tokens, stop=tuple(self.options.stop) + stop)
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start:start + self.batch_size]
-                for i, answer in zip(chunk, self._generate([queries[i] for i in chunk], prefix, options)):
+                for i, answer in zip(chunk, self._generate([queries[i] for i in chunk], prefix, options, template)):
                     answers[i] = answer
         return answers
 
-    def _generate(self, queries: list[Query], prefix: str, options: GenerationOptions) -> list[Answer]:
+    def _generate(self, queries: list[Query], prefix: str, options: GenerationOptions,
+                  template: str | None = None) -> list[Answer]:
         began = time.perf_counter()
         size = getattr(self.model, "decode_size", None)  # decoded as the model's own loader does
         visuals = [load_frames(q.video, q.frames, size) if q.frames else q.video for q in queries]
@@ -68,7 +70,10 @@ class AuroraPredictor:
                          for visual, q in zip(visuals, queries)]
         if prefix:  # a final assistant message is continued: the answer starts pre-filled (MVBench)
             conversations = [c + [{"role": "assistant", "content": prefix}] for c in conversations]
-        replies = self.model.respond_batch(conversations, num_frames, self.fps, self.token_kept_ratio, options)
+        conversations = [([{"role": "system", "content": q.system}] if q.system else []) + c
+                         for q, c in zip(queries, conversations)]
+        replies = self.model.respond_batch(conversations, num_frames, self.fps, self.token_kept_ratio, options,
+                                           template=template)
         seconds = (time.perf_counter() - began) / len(queries)
         return [Answer(r.text, seconds, {"frame_indices": r.frame_indices[0] if r.frame_indices else [],
                                          "visual_tokens_per_frame": r.visual_tokens_per_frame[0]
@@ -107,6 +112,8 @@ class EndpointPredictor:
         began = time.perf_counter()
         parts, info = self._media_parts(query)
         messages = [{"role": "user", "content": parts + [{"type": "text", "text": query.prompt}]}]
+        if query.system:
+            messages.insert(0, {"role": "system", "content": query.system})
         extra = {}
         if info.get("media") == "video":  # the sampling the run records, in Aurora's and vLLM's fields
             sampling = {k: v for k, v in (("num_frames", self.num_frames), ("fps", self.fps)) if v is not None}

@@ -58,6 +58,9 @@ class Query:
     prefix: str = ""  # the assistant's answer starts with this text (MVBench's "Best option:(")
     frames: FrameSpec | None = None  # None: frames as the model is configured (--num-frames)
     max_new_tokens: int | None = None  # the protocol's limit; --max-new-tokens overrides it
+    system: str = ""  # a system message, through the template's system slot (PLLaVA's protocols)
+    template: str | None = None  # the conversation template the protocol needs (None: the model's)
+    stop: tuple[str, ...] = ()  # text that ends the answer (PLLaVA's VCG: "###", "USER")
 
 
 def find_video(directory: str, name: str, extensions: tuple[str, ...]) -> str | None:

@@ -9,7 +9,7 @@ Layouts read:
 - "llava-next": a llava-hf LLaVA-NeXT base (`LlavaNextForConditionalGeneration`, e.g.
   llava-hf/llava-v1.6-vicuna-7b-hf); PLLaVA's published weights (only `lora_` and
   `multi_modal_projector` keys) come on top with `--adapter WEIGHTS_DIR`, whose config.json gives
-  pooling_shape and num_frames.
+  pooling_shape and num_frames; or that folder alone when its config.json has "base_model".
 - "xtuner": a whole PLLaVA model written by Aurora (LoRA merged; `aurora_preset.json` names the family).
 Layouts written: "xtuner" (what training exports) and "pllava-weights" (PLLaVA's own: LoRA +
 projector keys and its config fields; training writes it too when it trained LoRA).
@@ -54,14 +54,24 @@ def detect(path: Path, config: dict) -> str | None:
     if (path / "visual_encoder").is_dir():  # a whole PLLaVA model written by Aurora (its preset names the family)
         return auroracap.detect(path, config)
     if config.get("model_type") == "llava" and "pooling_shape" in config:  # PLLaVA's own weights folder
+        if config.get("base_model"):
+            return "pllava-weights"  # it names its base: loadable on its own
         raise CheckpointError(f"{path} holds PLLaVA's weights (LoRA + projector), not a whole model: pass its "
-                              "LLaVA-NeXT base as --model and this folder as --adapter")
+                              "LLaVA-NeXT base as --model and this folder as --adapter (or add \"base_model\": "
+                              "\"BASE_DIR_OR_HUB_ID\" to its config.json)")
     return "llava-next" if config.get("model_type") == "llava_next" else None
 
 
 def load(path: Path, layout: str, dtype=torch.float32, trust_remote_code: bool = False, build=compose) -> VideoLLM:
     if layout == "xtuner":
         return auroracap.load_xtuner(path, dtype=dtype, trust_remote_code=trust_remote_code, build=build)
+    if layout == "pllava-weights":  # PLLaVA's weights whose config.json names the base
+        from aurora.models import resolve
+
+        base_path = resolve(read_config(path)["base_model"])
+        model = load(base_path, "llava-next", dtype=dtype, trust_remote_code=trust_remote_code, build=build)
+        attach_adapter(model, path)
+        return model
     base = from_pretrained(LlavaNextForConditionalGeneration, path, dtype=dtype)
     config = base.config
     if config.vision_feature_select_strategy != "default":

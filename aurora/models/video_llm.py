@@ -68,14 +68,17 @@ class ChatModel(nn.Module):
     def respond_batch(self, conversations: list[list[dict]], num_frames: int | None = None, fps: float | None = None,
                       token_kept_ratio: float | None = None, options: GenerationOptions | None = None,
                       on_text: Callable[[str], None] | None = None,
-                      cancel: threading.Event | None = None) -> list[Reply]:
+                      cancel: threading.Event | None = None, template: str | None = None) -> list[Reply]:
         """Answer several conversations in one generate call (prompts left-padded).
 
+        `template` names another conversation template than the model's (a benchmark protocol's).
         prefill / generate timings are those of the whole batch.
         """
         options = options or GenerationOptions()
-        options = replace(options, stop=tuple(options.stop) + self.template.stop)
-        prepared = [self.prepare(messages, num_frames, fps, token_kept_ratio) for messages in conversations]
+        stops = get_template(template).stop if template else self.template.stop
+        options = replace(options, stop=tuple(options.stop) + stops)
+        extra = {"template": template} if template else {}
+        prepared = [self.prepare(messages, num_frames, fps, token_kept_ratio, **extra) for messages in conversations]
         inputs = self.collate([row for row, _ in prepared])
         start = time.perf_counter()
         results, first = self.generator(inputs, options, on_text, cancel)
@@ -186,12 +189,14 @@ class VideoLLM(ChatModel):
 
     # ---- answering ------------------------------------------------------------------------------
 
-    def prepare(self, messages: list[dict], num_frames=None, fps=None, token_kept_ratio=None):
-        """Decode, preprocess and encode every visual of `messages`; render and embed the prompt.
+    def prepare(self, messages: list[dict], num_frames=None, fps=None, token_kept_ratio=None, template=None):
+        """Decode, preprocess and encode every visual of `messages`; render and embed the prompt
+        (with the model's template, or the one named).
 
         Returns the (1, L, D) prompt embeddings and a Reply holding the metadata so far.
         """
         ratio = self.check_options(num_frames, token_kept_ratio)
+        chat = get_template(template) if template else self.template
         timings = dict.fromkeys(STAGES, 0.0)
         reply = Reply(text="", model=self.name, timings=timings)
         turns, encoded = [], []
@@ -214,8 +219,8 @@ class VideoLLM(ChatModel):
                 reply.visual_tokens.append(counts)
                 block_counts.append(blocks.shape[0])
             turns.append((role, user_content(block_counts, " ".join(words), self.preset.template.layout,
-                                              self.template.visual_join)))
-        inputs_embeds = self.embed_prompt(self.template.render(turns), encoded)
+                                              chat.visual_join)))
+        inputs_embeds = self.embed_prompt(chat.render(turns), encoded)
         reply.prompt_tokens = inputs_embeds.shape[1]
         return inputs_embeds, reply
 

@@ -38,6 +38,11 @@ SYSTEM = ("Carefully watch the video and pay attention to the cause and sequence
 QUESTION_PROMPT = "\nOnly give the best option."
 ANSWER_PROMPT = "Best option:("
 RETURN_PROMPT = "("
+# PLLaVA (magic-research/PLLaVA tasks/eval/mvbench/pllava_eval_mvbench.py, conv_eval_mvbench): the
+# instruction as the system message, "{question} \nOnly give the best option." (user_query joins
+# the post prompt with a space), the video in a user message of its own, "Best option:(" pre-filled.
+PROTOCOLS = ("official", "pllava")
+PLLAVA_SOURCE = "magic-research/PLLaVA: tasks/eval/mvbench/pllava_eval_mvbench.py, tasks/eval/eval_utils.py"
 
 # task -> (json file, folder under the video root, data type, has start/end bounds), in published order.
 TASKS = {
@@ -128,7 +133,13 @@ def load_items(args) -> list[dict]:
 
 
 def protocol(args) -> dict:
-    return {"prompt_set": "MVBench official (video_chat2/mvbench.ipynb)", "source": SOURCE,
+    if getattr(args, "protocol", "official") == "pllava":
+        return {"prompt_set": "PLLaVA's MVBench evaluation", "variant": "pllava", "source": PLLAVA_SOURCE,
+                "num_frames": args.num_frames or NUM_FRAMES, "sampling": "segment middles within start/end bounds",
+                "system": SYSTEM, "template": "pllava_eval_alone", "question_prompt": " " + QUESTION_PROMPT,
+                "answer_prompt": ANSWER_PROMPT, "return_prompt": RETURN_PROMPT, "max_new_tokens": MAX_NEW_TOKENS,
+                "tasks": _selected(args), "check": "published check_ans", "average": "correct / total over all items"}
+    return {"prompt_set": "MVBench official (video_chat2/mvbench.ipynb)", "variant": "official", "source": SOURCE,
             "num_frames": args.num_frames or NUM_FRAMES, "sampling": "segment middles within start/end bounds",
             "system_in_user_turn": SYSTEM, "question_prompt": QUESTION_PROMPT, "answer_prompt": ANSWER_PROMPT,
             "return_prompt": RETURN_PROMPT, "max_new_tokens": MAX_NEW_TOKENS, "tasks": _selected(args),
@@ -139,6 +150,9 @@ def protocol(args) -> dict:
 def queries(item, args) -> list[Query]:
     bound = tuple(item["bound"]) if item["bound"] else None
     spec = FrameSpec(num_frames=args.num_frames or NUM_FRAMES, bound=bound, kind=item["kind"])
+    if getattr(args, "protocol", "official") == "pllava":
+        return [Query(item["video"], item["question"] + " " + QUESTION_PROMPT, prefix=ANSWER_PROMPT, frames=spec,
+                      max_new_tokens=MAX_NEW_TOKENS, system=SYSTEM, template="pllava_eval_alone")]
     return [Query(item["video"], SYSTEM + item["question"] + QUESTION_PROMPT, prefix=ANSWER_PROMPT, frames=spec,
                   max_new_tokens=MAX_NEW_TOKENS)]
 

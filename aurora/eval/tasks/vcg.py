@@ -145,14 +145,35 @@ def load_items(args) -> list[dict]:
     return items
 
 
+# PLLaVA (magic-research/PLLaVA tasks/eval/vcgbench/pllava_eval_vcgbench.py, conv_eval_vcg): the
+# Video-ChatGPT system message, the video in a user message of its own, 512 new tokens, stopping at
+# "###" or "USER".
+PROTOCOLS = ("official", "pllava")
+PLLAVA_SYSTEM = ("You are Video-ChatGPT, a large vision-language assistant. You are able to understand the video content "
+                 "that the user provides, and assist the user with a variety of tasks using natural language.Follow the "
+                 "instructions carefully and explain your answers in detail based on the provided video.")
+PLLAVA_STOP = ("###", "USER")
+PLLAVA_SOURCE = "magic-research/PLLaVA: tasks/eval/vcgbench/pllava_eval_vcgbench.py, tasks/eval/eval_utils.py"
+
+
 def protocol(args) -> dict:
-    return {"prompt_set": "Video-ChatGPT VCG judges", "source": SOURCE, "model_prompt": "{question}",
+    if getattr(args, "protocol", "official") == "pllava":
+        return {"prompt_set": "PLLaVA's VCG evaluation + Video-ChatGPT VCG judges", "variant": "pllava",
+                "model_prompt_source": PLLAVA_SOURCE, "source": SOURCE, "system": PLLAVA_SYSTEM,
+                "template": "pllava_eval_alone", "model_prompt": "{question}", "max_new_tokens": 512,
+                "stop": list(PLLAVA_STOP), "splits": [s for s in SPLIT_DIMENSIONS if getattr(args, s)],
+                "score": "per dimension: mean of int(score) (Video-ChatGPT)",
+                "judge_failure": FAILURE_POLICIES[args.judge_failure]}
+    return {"prompt_set": "Video-ChatGPT VCG judges", "variant": "official", "source": SOURCE, "model_prompt": "{question}",
             "splits": [s for s in SPLIT_DIMENSIONS if getattr(args, s)],
             "score": "per dimension: mean of int(score) (Video-ChatGPT)",
             "judge_failure": FAILURE_POLICIES[args.judge_failure]}
 
 
 def queries(item, args) -> list[Query]:
+    if getattr(args, "protocol", "official") == "pllava":
+        return [Query(item["video"], question, max_new_tokens=512, system=PLLAVA_SYSTEM, template="pllava_eval_alone",
+                      stop=PLLAVA_STOP) for question in item["questions"]]
     return [Query(item["video"], question) for question in item["questions"]]
 
 

@@ -86,8 +86,26 @@ def load_items(args) -> list[dict]:
     return items
 
 
+# PLLaVA (magic-research/PLLaVA tasks/eval/eval_utils.py conv_eval_videoqabench): the instruction
+# before the question, "\n" after it (user_query joins both with spaces), the video token first in
+# the same message, the answer pre-filled with "\nAnswer: In the video,".
+PROTOCOLS = ("official", "pllava")
+PLLAVA_PRE = ("The input consists of a sequence of key frames from a video. Answer the question concisely first and "
+              "followed by significant events, characters, or objects that appear throughout the frames. Question:")
+PLLAVA_ANSWER = "\nAnswer: In the video,"
+PLLAVA_SOURCE = "magic-research/PLLaVA: tasks/eval/videoqabench/pllava_eval_videoqabench.py, tasks/eval/eval_utils.py"
+
+
 def protocol(args) -> dict:
-    return {"prompt_set": "Video-ChatGPT QA judge", "judge_prompt_source": SOURCE,
+    if getattr(args, "protocol", "official") == "pllava":
+        return {"prompt_set": "PLLaVA's VideoQA evaluation + Video-ChatGPT QA judge", "variant": "pllava",
+                "model_prompt_source": PLLAVA_SOURCE, "judge_prompt_source": SOURCE,
+                "model_prompt": PLLAVA_PRE + " {question}" + args.post_prompt + " \n", "answer_prompt": PLLAVA_ANSWER,
+                "template": "pllava_eval_interleaf",
+                "accuracy": "yes / (yes + no); yes when 'yes' in pred.lower(), else no when 'no' in it (Video-ChatGPT)",
+                "score": "mean of int(score) over judged items (Video-ChatGPT)",
+                "judge_failure": FAILURE_POLICIES[args.judge_failure]}
+    return {"prompt_set": "Video-ChatGPT QA judge", "variant": "official", "judge_prompt_source": SOURCE,
             "model_prompt": "{question}" + args.post_prompt,
             "accuracy": "yes / (yes + no); yes when 'yes' in pred.lower(), else no when 'no' in it (Video-ChatGPT)",
             "score": "mean of int(score) over judged items (Video-ChatGPT)",
@@ -95,6 +113,9 @@ def protocol(args) -> dict:
 
 
 def queries(item, args) -> list[Query]:
+    if getattr(args, "protocol", "official") == "pllava":
+        text = f"{PLLAVA_PRE} {item['question'] + args.post_prompt} \n"
+        return [Query(item["video"], text, prefix=PLLAVA_ANSWER, template="pllava_eval_interleaf")]
     return [Query(item["video"], item["question"] + args.post_prompt)]
 
 

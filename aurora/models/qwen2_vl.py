@@ -1,0 +1,193 @@
+"""Qwen2-VL / Qwen2.5-VL, run natively: transformers' own `*ForConditionalGeneration` (its vision
+transformer with 2-D rotary positions and patch merger, M-RoPE in the language model) with
+Aurora's media loader and preprocessing in front.
+
+Preprocessing without torchvision (every transformers video processor needs it): each frame is
+resized with Pillow's bicubic filter to `smart_resize`'s size (a multiple of patch x merge, pixels
+within [min_pixels, max_pixels], read from the checkpoint's preprocessor_config.json), rescaled and
+normalised with the CLIP mean/std, then cut into (temporal 2 x 14 x 14) patches in the merger's
+order: the math of `Qwen2VLImageProcessorPil` per image (tested equal) and of the video processor
+for frame pairs (a short video's last frame repeated to pair it). One line of difference: the
+video processor resizes with torchvision's bicubic, Aurora with Pillow's (as for images).
+
+The prompt is ChatML with the visual as `<|vision_start|>` + one `<|video_pad|>` (or
+`<|image_pad|>`) per merged token + `<|vision_end|>` before the text, as Qwen2-VL's chat template
+writes it. Token reduction after the merger (keeping M-RoPE positions) is not in yet: ratio 1.0.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aurora import media
+from aurora.errors import CheckpointError, ConfigError
+from aurora.generation import Generator
+from aurora.messages import normalise_messages
+from aurora.models.registry import Family
+from aurora.models.reply import Reply
+from aurora.models.splice import pad
+from aurora.models.video_llm import STAGES, ChatModel, _timed
+from aurora.models.weights import from_pretrained, load_tokenizer, read_config
+from aurora.preset import Preset
+from aurora.prompts import get_template
+from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD
+
+MODEL_TYPES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
+VISUAL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen2-VL's target size: sides multiples of `factor`, pixels in [min_pixels, max_pixels],
+    the aspect ratio kept as closely as possible."""
+    if max(height, width) / min(height, width) > 200:
+        raise ConfigError(f"a {width}x{height} frame is too elongated for Qwen2-VL (aspect ratio over 200)")
+    h, w = round(height / factor) * factor, round(width / factor) * factor
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h, w = max(factor, math.floor(height / beta / factor) * factor), max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return h, w
+
+
+def patches(frames: np.ndarray, patch: int = 14, merge: int = 2, temporal: int = 2, min_pixels: int = 56 * 56,
+            max_pixels: int = 28 * 28 * 1280, mean=CLIP_MEAN, std=CLIP_STD) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """(T, H, W, 3) uint8 frames -> (grid_t * grid_h * grid_w, 3 * temporal * patch * patch) patches
+    and the (t, h, w) grid. One frame (an image) fills its temporal pair with itself."""
+    height, width = frames.shape[1:3]
+    h, w = smart_resize(height, width, patch * merge, min_pixels, max_pixels)
+    resized = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
+    x = (resized.astype(np.float32) / 255.0 - np.array(mean, np.float32)) / np.array(std, np.float32)
+    x = torch.from_numpy(x).permute(0, 3, 1, 2)  # (T, 3, h, w)
+    if extra := -x.shape[0] % temporal:  # pair the last frame with itself
+        x = torch.cat([x, x[-1:].expand(extra, -1, -1, -1)])
+    t, gh, gw = x.shape[0] // temporal, h // patch, w // patch
+    x = x.reshape(t, temporal, 3, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # (t, gh/m, gw/m, m, m, C, temporal, p, p): the merger's order
+    return x.reshape(t * gh * gw, 3 * temporal * patch * patch), (t, gh, gw)
+
+
+class Qwen2VL(ChatModel):
+    """A native family's model: transformers' module answers; Aurora feeds it."""
+
+    def __init__(self, model, tokenizer, preset: Preset, processing: dict, name: str = "qwen2-vl"):
+        super().__init__()
+        self.model, self.tokenizer, self.preset, self.name = model, tokenizer, preset, name
+        self.processing = processing  # patch, merge, temporal, min/max pixels (images and videos)
+        self.template = get_template(preset.template.name)
+        self.generator = Generator(model, tokenizer, self.template.stop, VISUAL_TOKENS, preset.generation.max_new_tokens)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def visual_inputs(self, frames: media.Frames) -> tuple[str, dict]:
+        """The placeholder text and the model inputs of one visual."""
+        kind = "image" if frames.is_image else "video"
+        p = self.processing
+        pixels, grid = patches(frames.array, p["patch"], p["merge"], p["temporal"], *p[kind])
+        count = grid[0] * grid[1] * grid[2] // p["merge"] ** 2
+        text = "<|vision_start|>" + f"<|{kind}_pad|>" * count + "<|vision_end|>"
+        key = "pixel_values" if kind == "image" else "pixel_values_videos"
+        return text, {key: pixels, f"{kind}_grid_thw": torch.tensor([grid])}
+
+    def prepare(self, messages, num_frames=None, fps=None, token_kept_ratio=None, template=None):
+        ratio = self.check_options(num_frames, token_kept_ratio)
+        if ratio < 1:
+            raise ConfigError("token reduction for Qwen2-VL (after the merger, keeping M-RoPE positions) is not "
+                              "available yet: use token_kept_ratio 1.0")
+        chat = get_template(template) if template else self.template
+        timings = dict.fromkeys(STAGES, 0.0)
+        reply, turns, inputs = Reply(text="", model=self.name, timings=timings), [], {}
+        for role, parts in normalise_messages(messages):
+            pieces = []
+            for kind, value in parts:
+                if kind == "text":
+                    pieces.append(value)
+                    continue
+                with _timed(timings, "decode"):
+                    frames = self.load_frames(value, num_frames=num_frames, fps=fps)
+                with _timed(timings, "preprocess"):
+                    text, visual = self.visual_inputs(frames)
+                pieces.append(text)  # where the part stands in the message, as Qwen2-VL's chat template puts it
+                for key, value_ in visual.items():
+                    inputs[key] = torch.cat([inputs[key], value_]) if key in inputs else value_
+                reply.frame_indices.append(list(frames.indices))
+                reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
+                reply.visual_tokens_per_frame.append(text.count("_pad|>"))
+            turns.append((role, "".join(pieces)))
+        ids = torch.tensor(self.tokenizer.encode(chat.render(turns), add_special_tokens=False))
+        reply.prompt_tokens = len(ids)
+        inputs["input_ids"] = ids
+        # which tokens are image (1) or video (2) pads: without it transformers falls back to 1-D positions
+        config = self.model.config
+        inputs["mm_token_type_ids"] = (ids == config.image_token_id).long() + 2 * (ids == config.video_token_id).long()
+        return inputs, reply
+
+    def collate(self, rows: list[dict]) -> dict:
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids, mask = pad([row["input_ids"] for row in rows], side="left", value=pad_id)
+        types, _ = pad([row["mm_token_type_ids"] for row in rows], side="left", value=0)
+        batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
+                 "mm_token_type_ids": types.to(self.device)}
+        for key in {k for row in rows for k in row if k not in batch}:
+            value = torch.cat([row[key] for row in rows if key in row]).to(self.device)
+            batch[key] = value.to(self.model.dtype) if value.is_floating_point() else value
+        return batch
+
+
+def default_preset() -> Preset:
+    return Preset.of(family="qwen2_vl", num_frames=8, sampling="uniform", token_kept_ratio=1.0,
+                     template={"name": "chatml", "layout": "frames"}, max_new_tokens=512)
+
+
+def detect(path: Path, config: dict) -> str | None:
+    return config.get("model_type") if config.get("model_type") in MODEL_TYPES else None
+
+
+def load(path: Path, layout: str, dtype=torch.float32, trust_remote_code: bool = False) -> Qwen2VL:
+    import transformers
+
+    model = from_pretrained(getattr(transformers, MODEL_TYPES[layout]), path, dtype=dtype)
+    tokenizer = load_tokenizer(path, trust_remote_code)
+    missing = [t for t in VISUAL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        raise CheckpointError(f"{path}: the tokenizer lacks Qwen2-VL's visual tokens {missing}")
+    return Qwen2VL(model, tokenizer, Preset.load(path, **default_preset().to_dict()), _processing(path), name=layout)
+
+
+def _processing(path: Path) -> dict:
+    """Patch sizes and pixel bounds from the checkpoint's processor configs (Qwen2-VL's defaults otherwise)."""
+    image = read_config(path, "preprocessor_config.json") if (path / "preprocessor_config.json").is_file() else {}
+    video = read_config(path, "video_preprocessor_config.json") if (path / "video_preprocessor_config.json").is_file() else {}
+
+    def bounds(config: dict, low: int, high: int) -> tuple[int, int]:
+        size = config.get("size") or {}
+        return (config.get("min_pixels") or size.get("shortest_edge") or low,
+                config.get("max_pixels") or size.get("longest_edge") or high)
+
+    return {"patch": image.get("patch_size", 14), "merge": image.get("merge_size", 2),
+            "temporal": image.get("temporal_patch_size", 2), "image": bounds(image, 56 * 56, 28 * 28 * 1280),
+            "video": bounds(video, 128 * 28 * 28, 28 * 28 * 768)}
+
+
+def save(model, out, layout):
+    raise ConfigError("Qwen2-VL models are read in transformers' own layout; Aurora writes none yet")
+
+
+FAMILY = Family(
+    name="qwen2_vl",
+    layouts=tuple(MODEL_TYPES),
+    detect=detect,
+    load=load,
+    save=save,
+    build=Qwen2VL,
+    default_preset=default_preset,
+    kind="native",
+)

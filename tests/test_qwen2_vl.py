@@ -1,0 +1,89 @@
+"""Qwen2-VL run natively: Aurora's preprocessing equals transformers' PIL image processor, and a
+caption equals transformers' own generate on the same tiny random model and hand-built inputs."""
+
+import pytest
+import torch
+from PIL import Image
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+import aurora
+from aurora.errors import ConfigError
+from aurora.models.qwen2_vl import VISUAL_TOKENS, patches
+from aurora.testing.checkpoints import build_tokenizer
+from aurora.testing.media import make_frames, write_video
+
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qwen2vl")
+    tokenizer = build_tokenizer("qwen2")
+    tokenizer.add_special_tokens({"additional_special_tokens": list(VISUAL_TOKENS)})
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in VISUAL_TOKENS}
+    torch.manual_seed(0)
+    config = Qwen2VLConfig(
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2),
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id,
+                         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    Qwen2VLForConditionalGeneration(config).eval().save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112).save_pretrained(root)
+    return root
+
+
+def test_image_patches_equal_transformers_pil_processor():
+    image = make_frames(1, 70, 90, seed=3)[0]
+    processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
+    expected = processor(images=Image.fromarray(image), return_tensors="pt")
+    ours, grid = patches(image[None], min_pixels=56 * 56, max_pixels=112 * 112)
+    assert list(grid) == expected["image_grid_thw"][0].tolist()
+    torch.testing.assert_close(ours, expected["pixel_values"].float(), atol=1e-5, rtol=0)
+
+
+def test_a_video_caption_equals_transformers_generate(qwen, tmp_path):
+    model = aurora.load(qwen)
+    assert model.preset.family == "qwen2_vl"
+    clip = write_video(tmp_path / "clip.mp4", make_frames(12, 56, 84), fps=8)
+    reply = model.caption(clip, num_frames=4, max_new_tokens=6)
+    frames = model.load_frames(clip, num_frames=4)
+    pixels, (t, h, w) = patches(frames.array, min_pixels=128 * 28 * 28, max_pixels=28 * 28 * 768)
+    count = t * h * w // 4
+    prompt = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>"
+              + "<|video_pad|>" * count + "<|vision_end|>Describe the video in detail.<|im_end|>\n<|im_start|>assistant\n")
+    ids = torch.tensor([model.tokenizer.encode(prompt, add_special_tokens=False)])
+    reference = Qwen2VLForConditionalGeneration.from_pretrained(qwen).eval()
+    types = (ids == reference.config.video_token_id).long() * 2  # the processor's mm_token_type_ids: video = 2
+    grid = torch.tensor([[t, h, w]])
+    with torch.no_grad():  # M-RoPE is on: without the types transformers gives other (1-D) positions
+        full = reference(input_ids=ids, pixel_values_videos=pixels, video_grid_thw=grid, mm_token_type_ids=types).logits
+        flat_positions = torch.arange(ids.shape[1]).view(1, 1, -1).expand(3, 1, -1)
+        flat = reference(input_ids=ids, pixel_values_videos=pixels, video_grid_thw=grid,
+                         position_ids=flat_positions).logits
+        assert not torch.allclose(full, flat, atol=1e-4)
+        inputs, _ = model.prepare(model._caption_messages(frames, None))
+        ours = model.model(**model.collate([inputs])).logits
+        torch.testing.assert_close(ours, full, atol=1e-5, rtol=0)
+        reference.model.rope_deltas = None
+        out = reference.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values_videos=pixels,
+                                 video_grid_thw=grid, mm_token_type_ids=types, max_new_tokens=6, do_sample=False,
+                                 eos_token_id=model.tokenizer.eos_token_id,
+                                 suppress_tokens=model.generator.suppressed_token_ids)[0, ids.shape[1]:]
+    ended = [i for i, token in enumerate(out.tolist()) if token == model.tokenizer.eos_token_id]
+    out = out[:ended[0]] if ended else out
+    assert reply.prompt_tokens == ids.shape[1] and reply.visual_tokens_per_frame == [count]
+    assert reply.text == model.tokenizer.decode(out, skip_special_tokens=True).lstrip()
+    assert reply.generated_tokens == len(out)
+    with pytest.raises(ConfigError, match="not available yet"):
+        model.caption(clip, token_kept_ratio=0.5)
+
+
+def test_an_image_and_a_streamed_answer(qwen, tmp_path):
+    model = aurora.load(qwen)
+    Image.fromarray(make_frames(1, 60, 60)[0]).save(tmp_path / "still.png")
+    reply = model.caption(tmp_path / "still.png", max_new_tokens=5)
+    assert reply.visual_tokens_per_frame == [4] and reply.generated_tokens > 0  # 56x56: a 2x2 merged grid
+    streamed = model.caption(tmp_path / "still.png", max_new_tokens=5, stream=True)
+    assert "".join(streamed) == reply.text
