@@ -47,6 +47,8 @@ class GenerationOptions:
             raise ConfigError(f"num_beams must be >= 1, got {self.num_beams}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.seed is not None and not -(2**63) <= self.seed < 2**63:
+            raise ConfigError(f"seed must be a 64-bit signed integer (-2**63 .. 2**63-1), got {self.seed}")
         self.stop = tuple(self.stop)
 
     @property

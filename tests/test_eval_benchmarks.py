@@ -14,7 +14,7 @@ from aurora.eval.tasks import mvbench, vdc, videomme
 from tests.eval_fixtures.helpers import (FIXTURES, VIDEOQA_PREDICTIONS, Scripted, evaluate, frames_of, judge_flags,
                                          parse, vdc_caption, video_name)
 
-SHARED_VDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "vdc_qa_sample"  # ../shared beside the repo
+PUBLISHED_VDC = Path(__file__).resolve().parent / "data" / "vdc_qa_sample"  # a few lines of the published files
 
 
 def test_registry_lists_every_benchmark():
@@ -60,10 +60,10 @@ def test_vdc_end_to_end_golden(media, server, tmp_path):
 
 
 def test_vdc_reads_the_published_files(tmp_path):
-    ids = [next(iter(json.loads(l))) for l in (SHARED_VDC / "camera.jsonl").read_text().splitlines() if l.strip()]
+    ids = [next(iter(json.loads(l))) for l in (PUBLISHED_VDC / "camera.jsonl").read_text().splitlines() if l.strip()]
     for video_id in ids:
         (tmp_path / f"{video_id}.mp4").write_bytes(b"x")
-    args = parse(["eval", "vdc", "--qa-dir", str(SHARED_VDC), "--video-dir", str(tmp_path), "--out", str(tmp_path)])
+    args = parse(["eval", "vdc", "--qa-dir", str(PUBLISHED_VDC), "--video-dir", str(tmp_path), "--out", str(tmp_path)])
     items = vdc.load_items(args)
     assert len(items) == 5 * len(ids) and {i["caption_type"] for i in items} == set(vdc.CAPTION_TYPES)
     assert all(item["qa"] and item["qa"][0]["question"] and item["prompt"] in vdc.PROMPTS[item["caption_type"]]
@@ -161,9 +161,11 @@ def test_videomme_extraction_edge_cases():
     cases = {"C": "C", "(A)": "A", "A.": "A", "The best answer is: B": "B", "The answer is D.": "D", "": "",
              "the person in the video seems to be walking slowly along the road today": "",  # long, no letter
              "I think that the man in the video is clearly walking, so the answer is B": "B",
-             "Best option: C": "B",  # the published prefix list glues "Best answer:" to "Best option:"
+             "Best option: C": "C",  # the current official list strips it
              "Based on the video": "B"}  # the first A-D anywhere
     assert {text: videomme.extract_answer(text) for text in cases} == cases
+    # the legacy list glues "Best answer:" to "Best option:", so the B of "Best" is read
+    assert videomme.extract_answer("Best option: C", "legacy") == "B"
     prompt = videomme.build_prompt("How many?", ["A. 1.", "B. 2."])
     assert prompt == ("Select the best answer to the following multiple-choice question based on the video. Respond "
                       "with only the letter (A, B, C, or D) of the correct option.\nHow many?\nA. 1.\nB. 2.\n"
@@ -178,9 +180,13 @@ VIDEOMME_OUTPUTS = {"001-1": "C", "001-2": "(A)", "001-3": "A.",
 def test_videomme_golden(media, tmp_path):
     rows = json.loads((FIXTURES / "videomme/videomme.json").read_text())
     by_prompt = {videomme.build_prompt(r["question"], r["options"]): VIDEOMME_OUTPUTS[r["question_id"]] for r in rows}
-    summary = evaluate(["videomme", "--data", str(FIXTURES / "videomme/videomme.json"),
-                        "--video-dir", str(media / "videomme"), "--out", str(tmp_path)],
+    args = ["videomme", "--data", str(FIXTURES / "videomme/videomme.json"), "--video-dir", str(media / "videomme")]
+    current = evaluate(args + ["--out", str(tmp_path / "current")], Scripted(lambda q: by_prompt[q.prompt]))
+    assert current["results"]["overall"]["correct"] == 3  # "Best option: C" reads C with the current rule
+    assert current["config"]["protocol"]["answer_extraction"] == "current"
+    summary = evaluate(args + ["--out", str(tmp_path / "legacy"), "--answer-extraction", "legacy"],
                        Scripted(lambda q: by_prompt[q.prompt]))
+    assert summary["config"]["protocol"]["answer_extraction"] == "legacy"
     r = summary["results"]
     assert r["overall"] == {"accuracy": 50.0, "accuracy_all": pytest.approx(100 / 3), "correct": 2, "answered": 4,
                             "total": 6}

@@ -36,6 +36,7 @@ def plugin(monkeypatch):
 
     stubs = {"lmms_eval": types.ModuleType("lmms_eval"), "lmms_eval.api": types.ModuleType("lmms_eval.api"),
              "lmms_eval.api.model": types.ModuleType("lmms_eval.api.model"),
+             "lmms_eval.api.instance": types.ModuleType("lmms_eval.api.instance"),  # no GenerationResult
              "lmms_eval.models": types.ModuleType("lmms_eval.models"),
              "lmms_eval.models.registry_v2": types.ModuleType("lmms_eval.models.registry_v2")}
     stubs["lmms_eval.api.model"].lmms = lmms

@@ -39,19 +39,20 @@ def longvideobench_indices(max_frames: int, duration: float, fps: float, total: 
     return [min(step * i, total - 1) for i in range(n)]
 
 
-def load_frames(path: str, spec: FrameSpec) -> media.Frames:
-    """The frames `spec` asks for, as `aurora.media.Frames`."""
+def load_frames(path: str, spec: FrameSpec, size: int | None = None) -> media.Frames:
+    """The frames `spec` asks for, as `aurora.media.Frames`; `size` (a model's input size) scales
+    them down while decoding, as `aurora.media` does (None: as stored)."""
     if spec.sampling == "longvideobench":
         def chosen(total: int, video_fps: float | None) -> list[int]:
             if not video_fps:
                 raise MediaError(f"{path!r} states no frame rate, so LongVideoBench's frames cannot be located")
             return longvideobench_indices(spec.num_frames, spec.duration, video_fps, total)
 
-        return media.load_video(path, choose=chosen)
+        return media.load_video(path, choose=chosen, size=size)
     if spec.kind == "frame":
-        return _load_folder(path, spec)
+        return _load_folder(path, spec, size)
     if spec.bound is None:
-        return media.load_video(path, num_frames=spec.num_frames, sampling="middle")
+        return media.load_video(path, num_frames=spec.num_frames, sampling="middle", size=size)
     fps = spec.frame_fps or (GIF_FPS if spec.kind == "gif" else None)
 
     def choose(total: int, video_fps: float | None) -> list[int]:
@@ -59,16 +60,16 @@ def load_frames(path: str, spec: FrameSpec) -> media.Frames:
             raise MediaError(f"{path!r} states no frame rate, so its time window cannot be located")
         return window_indices(spec.num_frames, total - 1, fps or video_fps, spec.bound)
 
-    return media.load_video(path, choose=choose)
+    return media.load_video(path, choose=choose, size=size)
 
 
-def _load_folder(folder: str, spec: FrameSpec) -> media.Frames:
+def _load_folder(folder: str, spec: FrameSpec, size: int | None = None) -> media.Frames:
     if not os.path.isdir(folder):
         raise MediaError(f"cannot open {folder!r}: expected a folder of frames (00001.jpg, ...)")
     fps = spec.frame_fps or FOLDER_FPS
     total = len(os.listdir(folder))
     indices = window_indices(spec.num_frames, total, fps, spec.bound, first=1)  # numbered from 1, as published
-    images = [media.load_image(os.path.join(folder, f"{i:05d}.jpg")).array[0] for i in indices]
+    images = [media.load_image(os.path.join(folder, f"{i:05d}.jpg"), size=size).array[0] for i in indices]
     if len({image.shape for image in images}) > 1:
         raise MediaError(f"the frames in {folder!r} differ in size")
     return media.Frames(array=np.stack(images), indices=indices, timestamps=[i / fps for i in indices],

@@ -9,7 +9,13 @@ errors are retried by the transport (`chat_client`) and never cached.
 
 Published judges reply with a Python dict (`{'pred': 'yes', 'score': 4}`), read with
 `ast.literal_eval` of the whole reply; `literal_dict` does that and, when it fails, reads the first
-`{...}` in the reply instead (chat models often wrap the dict in prose or a code fence).
+`{...}` in the reply instead (chat models often wrap the dict in prose or a code fence). The AST
+constructor is not thread-safe on CPython 3.11-3.12 (gh-106905: "SystemError: AST constructor
+recursion depth mismatch" when threads parse at once), so parsing holds a lock, and a parser that
+raises anything counts as an unparsed reply: one bad reply never stops a run.
+
+Identical requests in flight at once (two items asking the same question, a resumed shard) are
+sent once: the others wait for that reply and share it.
 
 A judge that stays unreachable (timeouts, 429, 5xx after every retry) stops the run with
 `JudgeUnavailable` instead of recording failures that a healthy judge would not have produced;
@@ -26,7 +32,7 @@ import re
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,8 +40,11 @@ from typing import Any, Callable
 from aurora.errors import AuroraError
 from aurora.eval.chat_client import ChatClient, ChatError
 
-PARSE_RULE = ("ast.literal_eval of the whole reply, else of the first {...} in it; "
-              "unparsable replies are asked again (new cache slot), then recorded as failures")
+PARSE_RULE = ("ast.literal_eval of the whole reply, else of the first {...} in it (one thread at a time: "
+              "CPython gh-106905); unparsable replies are asked again (new cache slot), then recorded as "
+              "failures")
+MAX_PARSED_CHARS = 20_000  # longer replies are not handed to the parser (no published reply is near it)
+_AST_LOCK = threading.Lock()
 
 
 class JudgeUnavailable(AuroraError):
@@ -103,6 +112,7 @@ class Judge:
         self.concurrency, self.parse_attempts = max(1, concurrency), max(1, parse_attempts)
         self._slots = threading.BoundedSemaphore(self.concurrency)  # bounds requests in flight
         self._count_lock = threading.Lock()
+        self._inflight: dict[str, Future] = {}  # request key -> the reply being fetched
         self.requests = 0  # HTTP requests made by this judge (cache misses)
 
     def ask(self, messages: list[dict], parse: Callable[[str], Any] | None = None,
@@ -115,28 +125,50 @@ class Judge:
         verdict = Verdict()
         for attempt in range(self.parse_attempts):
             key = request_key(messages, self.client.model, params, attempt)
-            reply = self.cache.get(key)
-            if reply is None:
-                try:
-                    with self._slots:
-                        reply = self.client.complete(messages, **params)
-                except ChatError as e:
-                    if e.transient:
-                        raise JudgeUnavailable(f"the judge is unavailable ({e}); rerun with --resume") from None
-                    verdict.error = f"request failed: {e}"
-                    return verdict
-                finally:
-                    with self._count_lock:
-                        self.requests += 1
-                        verdict.requests += 1
-                self.cache.put(key, reply, self.client.model)
+            try:
+                reply = self._reply(key, messages, params, verdict)
+            except ChatError as e:
+                if e.transient:
+                    raise JudgeUnavailable(f"the judge is unavailable ({e}); rerun with --resume") from None
+                verdict.error = f"request failed: {e}"
+                return verdict
             verdict.replies.append(reply)
-            parsed = parse(reply) if parse else reply
+            parsed = safe_parse(parse, reply) if parse else reply
             if parsed is not None:
                 verdict.parsed = parsed
                 return verdict
         verdict.error = f"unparsable reply after {self.parse_attempts} attempts"
         return verdict
+
+    def _reply(self, key: str, messages: list[dict], params: dict, verdict: Verdict) -> str:
+        """The cached reply, else the one a concurrent identical request is fetching, else a new one."""
+        reply = self.cache.get(key)
+        if reply is not None:
+            return reply
+        with self._count_lock:
+            pending = self._inflight.get(key)
+            owner = pending is None
+            if owner:
+                pending = self._inflight[key] = Future()
+        if not owner:
+            return pending.result()  # raises the owner's ChatError too
+        try:
+            try:
+                with self._slots:
+                    reply = self.client.complete(messages, **params)
+            finally:
+                with self._count_lock:
+                    self.requests += 1
+                    verdict.requests += 1
+            self.cache.put(key, reply, self.client.model)
+            pending.set_result(reply)
+            return reply
+        except BaseException as e:
+            pending.set_exception(e)
+            raise
+        finally:
+            with self._count_lock:
+                self._inflight.pop(key, None)
 
     def map(self, fn: Callable, items: list) -> list:
         """fn over items on up to `concurrency` threads, results in order."""
@@ -157,14 +189,26 @@ class Judge:
 # ---- reading judge replies -------------------------------------------------------------------
 
 
+def safe_parse(parse: Callable[[str], Any], reply: str) -> Any:
+    """`parse(reply)`, with any exception (a bug in the parser, an interpreter error) as None:
+    the reply is recorded as unparsed, as the published scripts do, and the run goes on."""
+    try:
+        return parse(reply)
+    except Exception:  # noqa: BLE001 - deliberately everything: one reply must not end a run
+        return None
+
+
 def literal_dict(text: str) -> dict | None:
     """The Python/JSON dict a judge replied with, or None."""
     text = (text or "").strip()
+    if len(text) > MAX_PARSED_CHARS:
+        return None
     candidates = [text] + re.findall(r"\{[^{}]*\}", text)[:1]
     for candidate in candidates:
         try:
-            value = ast.literal_eval(candidate)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            with _AST_LOCK:  # gh-106905: CPython's AST constructor is not thread-safe
+                value = ast.literal_eval(candidate)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, SystemError):
             continue
         if isinstance(value, dict):
             return value

@@ -62,7 +62,8 @@ class AuroraPredictor:
     def _generate(self, queries: list[Query], prefix: str, options: GenerationOptions,
                   template: str | None = None) -> list[Answer]:
         began = time.perf_counter()
-        visuals = [load_frames(q.video, q.frames) if q.frames else q.video for q in queries]
+        size = getattr(self.model, "decode_size", None)  # decoded as the model's own loader does
+        visuals = [load_frames(q.video, q.frames, size) if q.frames else q.video for q in queries]
         num_frames = self.num_frames
         conversations = [[{"role": "user", "content": [{"type": "video", "video": visual},
                                                         {"type": "text", "text": q.prompt}]}]
@@ -85,7 +86,8 @@ class EndpointPredictor:
     """Answers through an OpenAI-compatible chat endpoint, `concurrency` requests at a time.
 
     media "frames": the sampled frames as image parts (base64 data URLs); "video": the file as a
-    `video_url` part (base64 data URL) — except where the benchmark fixes the frames (MVBench
+    `video_url` part (base64 data URL) with `num_frames` / `fps` in the body, both as Aurora's and
+    vLLM's server read them (top level, and `media_io_kwargs.video`) — except where the benchmark fixes the frames (MVBench
     windows, frame folders), which are always sent as frames. An assistant prefix is sent as a
     final assistant message with vLLM/SGLang's `continue_final_message` extension.
     """
@@ -113,9 +115,12 @@ class EndpointPredictor:
         if query.system:
             messages.insert(0, {"role": "system", "content": query.system})
         extra = {}
+        if info.get("media") == "video":  # the sampling the run records, in Aurora's and vLLM's fields
+            sampling = {k: v for k, v in (("num_frames", self.num_frames), ("fps", self.fps)) if v is not None}
+            extra.update(sampling, media_io_kwargs={"video": sampling})
         if query.prefix:
             messages.append({"role": "assistant", "content": query.prefix})
-            extra = {"continue_final_message": True, "add_generation_prompt": False}
+            extra.update(continue_final_message=True, add_generation_prompt=False)
         o = self.options
         text = self.client.complete(messages, temperature=o.temperature, top_p=o.top_p, seed=o.seed,
                                     max_tokens=o.max_new_tokens or query.max_new_tokens, **extra)

@@ -172,5 +172,8 @@ def markdown(summary: dict, table: str) -> str:
         lines.append(f"- frames fixed by the protocol: {protocol['num_frames']} ({protocol.get('sampling', '')})")
     if protocol.get("prompt_set"):
         lines.append(f"- prompt set: {protocol['prompt_set']}")
+    for key in ("answer_extraction", "aggregation"):  # choices between published rules
+        if protocol.get(key):
+            lines.append(f"- {key.replace('_', ' ')}: {protocol[key]}")
     lines.append(f"- items: {summary['items']}; aurora {config['aurora_version']}")
     return "\n".join(lines) + "\n\n" + table

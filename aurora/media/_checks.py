@@ -5,6 +5,7 @@ Every failure is an ``AuroraError`` subclass with a one-line message that names 
 
 from __future__ import annotations
 
+import errno
 import math
 import numbers
 import os
@@ -22,7 +23,22 @@ def one_line(text: object) -> str:
 def check_file(path: str | os.PathLike) -> str:
     """Return ``path`` as a str after checking it is an existing, readable, non-empty file."""
     path = os.fspath(path)
+    if "\x00" in path:
+        raise MediaError(f"cannot open {path!r}: the path contains a NUL byte; check the path")
     if not os.path.exists(path):
+        if os.path.islink(path):
+            try:
+                os.stat(path)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise MediaError(
+                        f"cannot open {path!r}: it is a symlink loop (too many levels of symbolic "
+                        f"links); point the link at a real file"
+                    ) from e
+            raise MediaError(
+                f"cannot open {path!r}: it is a symlink to a missing file "
+                f"({os.readlink(path)!r}); check the link"
+            )
         raise MediaError(f"cannot open {path!r}: no such file; check the path")
     if os.path.isdir(path):
         raise MediaError(f"cannot open {path!r}: it is a directory; pass a video or image file")

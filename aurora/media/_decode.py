@@ -17,11 +17,16 @@ How a frame is found:
 
 Streams whose packets carry no usable timestamps are read by ordinal position with
 ``read_nearest`` alone.
+
+Every kept frame goes through ``convert`` as soon as it is chosen (``load_video`` scales it
+down to the model's input there), so no more than one or two full-size decoded frames are
+ever held, however many are sampled.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -91,7 +96,7 @@ def _decode_packets(container, stream) -> Iterator:
             continue
         drained = drained or packet.size == 0
         yield from frames
-    if not drained:
+    if not drained and stream.codec_context is not None:  # None: FFmpeg has no decoder for it
         try:
             yield from stream.codec_context.decode(None)
         except DECODE_ERRORS:
@@ -103,10 +108,14 @@ def _keyframe_at_or_before(keyframes: list[int], pts: int) -> int | None:
     return keyframes[position - 1] if position else None
 
 
-def read_with_seeks(container, stream, timeline: Timeline, targets: list[int]) -> dict:
+def _same(frame):
+    return frame
+
+
+def read_with_seeks(container, stream, timeline: Timeline, targets: list[int], convert=_same) -> dict:
     """Decode the frames whose pts are in ``targets`` (ascending, unique).
 
-    Returns ``{pts: VideoFrame}``; targets that never decode are simply absent.
+    Returns ``{pts: convert(VideoFrame)}``; targets that never decode are simply absent.
     Raises ``_SeekMiss`` when seeking misbehaves (the caller falls back).
     """
     found: dict = {}
@@ -137,7 +146,7 @@ def read_with_seeks(container, stream, timeline: Timeline, targets: list[int]) -
             while next_target < len(targets) and targets[next_target] < position:
                 next_target += 1
             if next_target < len(targets) and targets[next_target] == position:
-                found[position] = frame
+                found[position] = convert(frame)
                 next_target += 1
             break
         else:
@@ -145,56 +154,69 @@ def read_with_seeks(container, stream, timeline: Timeline, targets: list[int]) -
     return found
 
 
-def read_nearest(container, stream, targets: list[int], by_pts: bool) -> dict:
+def read_nearest(container, stream, targets: list[int], by_pts: bool, convert=_same) -> dict:
     """Decode from the start once; for each target take the nearest decoded frame.
 
     Frames are keyed by pts (``by_pts``) or by their ordinal in decode output. Returns
-    ``{target: (key, VideoFrame)}``; empty when nothing decodes. ``targets`` ascending.
+    ``{target: (key, convert(VideoFrame))}``; empty when nothing decodes. ``targets``
+    ascending. Only frames that are taken are converted.
     """
     found: dict = {}
-    previous = None  # (key, frame) of the last decoded frame
+    previous = None  # [key, frame, converted or None] of the last decoded frame
     next_target = 0
+
+    def take(entry):
+        if entry[2] is None:
+            entry[2] = convert(entry[1])
+        return (entry[0], entry[2])
+
     for ordinal, frame in enumerate(_decode_packets(container, stream)):
         key = frame.pts if by_pts else ordinal
         if key is None:
             continue
+        current = [key, frame, None]
         # Every target up to this key now has its two neighbours: previous and this one.
         while next_target < len(targets) and targets[next_target] <= key:
             target = targets[next_target]
             use_previous = previous is not None and target - previous[0] <= key - target
-            found[target] = previous if use_previous else (key, frame)
+            found[target] = take(previous if use_previous else current)
             next_target += 1
-        previous = (key, frame)
+        previous = current
         if next_target == len(targets):
             break
     for target in targets[next_target:]:  # past the last decodable frame
         if previous is not None:
-            found[target] = previous
+            found[target] = take(previous)
     return found
 
 
-def read_frames(open_container, stream_index: int, timeline: Timeline, indices: list[int]):
+def read_frames(
+    open_container, stream_index: int, timeline: Timeline, indices: list[int], convert=_same,
+    decoder_options: dict | None = None,
+):
     """Decode the frames at presentation ``indices`` (any order, repeats allowed).
 
     ``open_container()`` returns a fresh input container, so each pass starts from a
-    clean decoder. Returns ``{index: (returned_index, VideoFrame)}`` where
+    clean decoder. Returns ``{index: (returned_index, convert(VideoFrame))}`` where
     ``returned_index`` differs from ``index`` only when that frame would not decode and
     its nearest decodable neighbour stands in; empty when nothing decodes.
+    ``decoder_options`` are FFmpeg codec options (``max_pixels`` bounds what a frame may allocate).
     """
+    pass_ = functools.partial(_one_pass, decoder_options=decoder_options)
     wanted = sorted(set(indices))
     if timeline.pts is None:  # no timestamps: count frames in decode order
-        return _one_pass(open_container, stream_index, read_nearest, wanted, by_pts=False)
+        return pass_(open_container, stream_index, read_nearest, wanted, False, convert)
 
     pts_of = {index: timeline.pts[index] for index in wanted}
     targets = sorted(pts_of.values())
     try:
-        exact = _one_pass(open_container, stream_index, read_with_seeks, timeline, targets)
+        exact = pass_(open_container, stream_index, read_with_seeks, timeline, targets, convert)
     except _SeekMiss:
         exact = {}
     found = {pts: (pts, frame) for pts, frame in exact.items()}
     missing = [pts for pts in targets if pts not in found]
     if missing:
-        found.update(_one_pass(open_container, stream_index, read_nearest, missing, by_pts=True))
+        found.update(pass_(open_container, stream_index, read_nearest, missing, True, convert))
     return {
         index: (bisect.bisect_left(timeline.pts, found[pts][0]), found[pts][1])
         for index, pts in pts_of.items()
@@ -202,17 +224,20 @@ def read_frames(open_container, stream_index: int, timeline: Timeline, indices: 
     }
 
 
-def _one_pass(open_container, stream_index: int, reader, *args, **kwargs) -> dict:
+def _one_pass(open_container, stream_index: int, reader, *args, decoder_options=None) -> dict:
     """Run ``reader(container, stream, ...)`` on a freshly opened container."""
     with open_container() as container:
         stream = container.streams[stream_index]
-        _tune_decoder(stream)
-        return reader(container, stream, *args, **kwargs)
+        _tune_decoder(stream, decoder_options)
+        return reader(container, stream, *args)
 
 
-def _tune_decoder(stream) -> None:
-    """Let FFmpeg pick frame and/or slice threading; a big speed-up on long HD clips."""
+def _tune_decoder(stream, options: dict | None = None) -> None:
+    """Let FFmpeg pick frame and/or slice threading (a big speed-up on long HD clips); set
+    codec ``options`` before the decoder opens."""
     try:
+        if options:
+            stream.codec_context.options = dict(options)
         stream.codec_context.thread_type = "AUTO"
     except (AttributeError, ValueError, av.error.FFmpegError):
         pass

@@ -22,13 +22,15 @@ def load_visual(
     num_frames: int | None = 8,
     fps: float | None = None,
     sampling: str = "uniform",
+    size: int | None = None,
     audio: bool = False,
 ) -> Frames:
     """Load a video (sampled as ``load_video`` does) or an image (one frame).
 
     The extension decides, case-insensitively; the frame options are checked for
-    images too, so a bad value fails the same way whatever the input. ``audio=True``
-    also fills ``Frames.audio`` (16 kHz mono, ``add_audio``); it stays None for a
+    images too, so a bad value fails the same way whatever the input. ``size`` (the
+    model's input size) scales frames down while decoding so the shorter side is ``size``.
+    ``audio=True`` also fills ``Frames.audio`` (16 kHz mono, ``add_audio``); it stays None for a
     silent video or an image.
     """
     check_sampling(num_frames, fps, sampling)
@@ -36,9 +38,9 @@ def load_visual(
         raise ConfigError(f"audio must be True or False, got {audio!r}")
     path = check_visual(path)
     if path.lower().endswith(VIDEO_EXTENSIONS):
-        frames = load_video(path, num_frames=num_frames, fps=fps, sampling=sampling)
+        frames = load_video(path, num_frames=num_frames, fps=fps, sampling=sampling, size=size)
     else:
-        frames = load_image(path)
+        frames = load_image(path, size=size)
     return add_audio(frames) if audio else frames
 
 

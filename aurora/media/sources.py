@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fractions
+import io
 import http.client
 import ipaddress
 import os
@@ -52,6 +54,9 @@ MIME_EXTENSIONS = {
     "image/jpg": ".jpg",
     "image/webp": ".webp",
 }
+# vLLM's frames-as-video data URLs (comma-joined base64 images) -> the codec their packets are.
+FRAME_VIDEO_CODECS = {"video/jpeg": ("mjpeg", ".mkv"), "video/png": ("png", ".mov")}
+MAX_VIDEO_FRAMES = 512
 _KNOWN_EXTENSIONS = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CHUNK = 1 << 16
@@ -104,6 +109,8 @@ class MediaFetcher:
         if not isinstance(reference, str) or not reference.strip():
             raise MediaError("a media URL must be a non-empty string")
         reference = reference.strip()
+        if "\x00" in reference:
+            raise MediaError("a media URL or path must not contain a NUL byte")
         scheme = urllib.parse.urlsplit(reference).scheme.lower() if ":" in reference else ""
         if scheme == "data":
             return self._from_data_url(reference)
@@ -141,6 +148,8 @@ class MediaFetcher:
             raise MediaError("malformed data URL: expected data:<mime type>;base64,<data>")
         fields = [f.strip().lower() for f in header.split(";")]
         mime, is_base64 = fields[0], "base64" in fields[1:]
+        if mime in FRAME_VIDEO_CODECS and is_base64:
+            return self._from_frames(mime, payload)
         extension = MIME_EXTENSIONS.get(mime)
         if extension is None:
             raise MediaError(f"unsupported media type {mime or '(none)'!r} in data URL; supported: {', '.join(MIME_EXTENSIONS)}")
@@ -158,6 +167,50 @@ class MediaFetcher:
             raise MediaError("data URL holds no data")
         path = self._new_file(extension)
         Path(path).write_bytes(data)
+        return path
+
+    def _from_frames(self, mime: str, payload: str) -> str:
+        """vLLM's frames-as-video (``data:video/jpeg;base64,<frame>,<frame>,...``): the images
+        become the packets of one MJPEG (or PNG) video, copied without re-encoding."""
+        import av
+        from PIL import Image
+
+        pieces = payload.split(",")
+        if len(pieces) > MAX_VIDEO_FRAMES:
+            raise MediaError(f"a frames-as-video data URL may hold at most {MAX_VIDEO_FRAMES} frames, got {len(pieces)}")
+        if sum(len(p) for p in pieces) * 3 // 4 > self.policy.max_bytes:
+            raise MediaError(f"data URL media is larger than {self.policy.max_bytes} bytes")
+        frames, size = [], None
+        for i, piece in enumerate(pieces):
+            try:
+                data = base64.b64decode("".join(piece.split()), validate=True)
+                with Image.open(io.BytesIO(data)) as image:
+                    kind, frame_size = image.format, image.size
+            except (binascii.Error, ValueError, OSError):
+                raise MediaError(f"malformed frames-as-video data URL: frame {i} is not a base64 image") from None
+            expected = "JPEG" if mime == "video/jpeg" else "PNG"
+            if kind != expected:
+                raise MediaError(f"frame {i} of a {mime} data URL is {kind}, not {expected}")
+            if size is not None and frame_size != size:
+                raise MediaError(f"the frames of a {mime} data URL differ in size ({size} and {frame_size})")
+            size = frame_size
+            frames.append(data)
+        codec, extension = FRAME_VIDEO_CODECS[mime]
+        path = self._new_file(extension)
+        try:
+            with av.open(path, "w") as container:
+                stream = container.add_stream(codec, rate=1)
+                stream.width, stream.height = size
+                stream.pix_fmt = "yuvj420p" if mime == "video/jpeg" else "rgb24"
+                stream.time_base = fractions.Fraction(1, 1000)
+                for i, data in enumerate(frames):  # a nominal 1 frame per second
+                    packet = av.Packet(data)
+                    packet.pts = packet.dts = i * 1000
+                    packet.time_base, packet.stream = stream.time_base, stream
+                    packet.is_keyframe = True
+                    container.mux(packet)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise MediaError(f"cannot assemble the frames of a {mime} data URL into a video ({e})") from None
         return path
 
     def _from_http(self, url: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
+import struct
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import av
@@ -17,6 +19,7 @@ from aurora.errors import MediaError
 from aurora.media import _decode
 from aurora.media._checks import check_file, check_sampling, one_line
 from aurora.media.frames import Frames
+from aurora.media.limits import MediaLimits, check_size, decode_size
 from aurora.media.orientation import (
     apply_display_matrix,
     describe_display_matrix,
@@ -30,15 +33,42 @@ def _reason(error: BaseException) -> str:
     return one_line(getattr(error, "strerror", None) or error or type(error).__name__)
 
 
-def _open(path: str):
-    """Open ``path`` for reading with PyAV, or raise MediaError."""
+def _check_gif_screen(path: str, limits: MediaLimits) -> None:
+    """A GIF's logical screen (bytes 6-9 of its header) is what FFmpeg's decoder allocates for every
+    frame; check it by name before opening (probing under max_pixels would only say 'no frame')."""
+    with open(path, "rb") as handle:
+        header = handle.read(10)
+    if header[:6] in (b"GIF87a", b"GIF89a") and len(header) == 10:
+        width, height = struct.unpack("<HH", header[6:10])
+        if width and height:
+            limits.check(path, width, height)
+
+
+def _decoder_options(limits: MediaLimits) -> dict:
+    """FFmpeg codec options: a frame over ``max_pixels`` fails to decode instead of being
+    allocated (a PNG frame in a .mov can declare 16000x16000 whatever the container says)."""
+    return {"max_pixels": str(limits.max_pixels)}
+
+
+def _open(path: str, limits: MediaLimits | None = None):
+    """Open ``path`` for reading with PyAV, or raise MediaError. Probing (which decodes a
+    frame) runs under the limits' ``max_pixels``."""
+    options = _decoder_options(limits or MediaLimits.from_env())
     try:
-        return av.open(path, metadata_errors="replace")
+        try:
+            return av.open(path, metadata_errors="replace", stream_options=[options] * _PROBED_STREAMS)
+        except ValueError as e:  # MPEG-TS/PS and raw streams expose no streams before probing
+            if "stream_options" not in str(e):
+                raise
+            return av.open(path, metadata_errors="replace")  # decoding is still bounded (codec options)
     except (*_decode.DECODE_ERRORS, UnicodeDecodeError) as e:
         raise MediaError(
             f"cannot decode {path!r}: not a video file or it is corrupt "
             f"(ffmpeg: {_reason(e)}); check that it plays in a media player"
         ) from e
+
+
+_PROBED_STREAMS = 64  # stream_options entries: FFmpeg reads one per stream, extras are unused
 
 
 def _is_cover_art(stream) -> bool:
@@ -57,13 +87,17 @@ def _video_stream(container, path: str):
             held = "none found; the file may be cut short or corrupt, re-encode or re-download it"
         raise MediaError(f"cannot load {path!r}: it has no video stream ({held})")
     best = container.streams.best("video")
-    return best if best in streams else streams[0]
+    stream = best if best in streams else streams[0]
+    if stream.codec_context is None:  # a codec id FFmpeg has no decoder for (or a corrupt header)
+        raise MediaError(f"cannot decode {path!r}: FFmpeg has no decoder for its video stream (the file "
+                         f"is corrupt or uses an unsupported codec); re-encode it, e.g. to H.264")
+    return stream
 
 
 def _no_frames(path: str) -> MediaError:
     return MediaError(
-        f"cannot decode {path!r}: no video frame could be decoded (the file is empty, "
-        f"cut short or corrupt); re-encode or re-download it"
+        f"cannot decode {path!r}: no video frame could be decoded (the file is empty, cut short "
+        f"or corrupt, or its frames are over AURORA_MAX_PIXELS); re-encode or re-download it"
     )
 
 
@@ -113,17 +147,39 @@ def _choose_indices(total: int, times: list[float], num_frames, fps, sampling, p
     return uniform_indices(total, num_frames)
 
 
-def _to_array(frames: list) -> np.ndarray:
-    """Decoded VideoFrames -> (T, H, W, 3) uint8 RGB, upright.
+@dataclass
+class _Picture:
+    """A decoded frame once converted: (H, W, 3) uint8 RGB at its decode size, not yet upright."""
 
-    Every frame is scaled to the first one's size, so a stream that changes resolution
-    midway still stacks; the first frame's display matrix applies to all.
-    """
-    width, height = frames[0].width, frames[0].height
-    array = np.stack(
-        [f.to_ndarray(format="rgb24", width=width, height=height) for f in frames]
-    )  # (T, H, W, 3)
-    return apply_display_matrix(array, frame_display_matrix(frames[0]))
+    array: np.ndarray
+    pts: int | None
+    time: float | None
+    matrix: tuple
+
+
+class _Converter:
+    """VideoFrame -> ``_Picture``, scaled while converting (swscale) so the full-size RGB frame
+    never exists. Every frame goes to the first converted frame's decode size, so a stream that
+    changes resolution midway still stacks. Frames over the limits raise MediaError."""
+
+    def __init__(self, path: str, size: int | None, limits: MediaLimits):
+        self.path, self.size, self.limits = path, size, limits
+        self.target: tuple[int, int] | None = None  # (width, height)
+
+    def __call__(self, frame) -> _Picture:
+        self.limits.check(self.path, frame.width, frame.height)
+        if self.target is None:
+            self.target = decode_size(frame.width, frame.height, self.size)
+        width, height = self.target
+        interpolation = "AREA" if width * height < frame.width * frame.height else None
+        array = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation)
+        return _Picture(array, frame.pts, frame.time, frame_display_matrix(frame))
+
+
+def _to_array(pictures: list[_Picture]) -> np.ndarray:
+    """Converted frames -> (T, H, W, 3) uint8 RGB, upright (the first frame's display matrix
+    applies to all)."""
+    return apply_display_matrix(np.stack([p.array for p in pictures]), pictures[0].matrix)
 
 
 def load_video(
@@ -132,6 +188,7 @@ def load_video(
     fps: float | None = None,
     sampling: str = "uniform",
     choose: Callable[[int, float | None], Sequence[int]] | None = None,
+    size: int | None = None,
 ) -> Frames:
     """Decode sampled frames of a video as one (T, H, W, 3) uint8 RGB array.
 
@@ -143,11 +200,21 @@ def load_video(
     with their own rule (MVBench's time windows). A frame that
     will not decode (cut or corrupt file) is replaced by its nearest decodable one and
     ``indices`` says which frame was returned.
+
+    ``size`` (the model's input size) scales frames down while decoding, never up, so the
+    shorter side is ``size``: memory follows the model's input, not the file. Frames declaring
+    more than the limits (``aurora.media.limits``) are refused before decoding.
     """
     check_sampling(num_frames, fps, sampling)
+    check_size(size)
     path = check_file(path)
-    with _open(path) as container:
+    limits = MediaLimits.from_env()
+    _check_gif_screen(path, limits)
+    with _open(path, limits) as container:
         stream = _video_stream(container, path)
+        declared = stream.codec_context  # None when FFmpeg has no decoder for the stream
+        if declared is not None and declared.width and declared.height:
+            limits.check(path, declared.width, declared.height)
         stream_index = stream.index
         timeline = _decode.scan_timeline(container, stream)
         video_fps = _average_fps(stream)
@@ -166,12 +233,13 @@ def load_video(
         indices = _choose_indices(timeline.count, times, num_frames, fps, sampling, path)
     try:
         decoded = _decode.read_frames(
-            functools.partial(_open, path), stream_index, timeline, indices
+            functools.partial(_open, path, limits), stream_index, timeline, indices,
+            _Converter(path, size, limits), _decoder_options(limits),
         )
         if not decoded:
             raise _no_frames(path)
         chosen = [decoded[i] if i in decoded else _nearest_decoded(decoded, i) for i in indices]
-        array = _to_array([frame for _, frame in chosen])
+        array = _to_array([picture for _, picture in chosen])
     except (*_decode.DECODE_ERRORS, UnicodeDecodeError) as e:
         raise MediaError(
             f"cannot decode {path!r}: {_reason(e)}; the file may be corrupt, re-encode it"
@@ -198,7 +266,7 @@ def _nearest_decoded(decoded: dict, index: int):
     return decoded[min(decoded, key=lambda known: (abs(known - index), known))]
 
 
-def _timestamp(frame, returned_index: int, times: list[float], origin, time_base) -> float:
+def _timestamp(frame: _Picture, returned_index: int, times: list[float], origin, time_base) -> float:
     """Seconds of a returned frame from the stream start: from its own pts when known."""
     if frame.pts is not None and origin is not None and time_base:
         return float((frame.pts - origin) * time_base)
@@ -218,8 +286,14 @@ def probe_video(path: str | os.PathLike) -> dict:
     False when there is none) and ``codec``.
     """
     path = check_file(path)
-    with _open(path) as container:
+    limits = MediaLimits.from_env()
+    _check_gif_screen(path, limits)
+    with _open(path, limits) as container:
         stream = _video_stream(container, path)
+        declared = stream.codec_context  # None when FFmpeg has no decoder for the stream
+        if declared is not None and declared.width and declared.height:
+            limits.check(path, declared.width, declared.height)
+        _decode._tune_decoder(stream, _decoder_options(limits))
         first = next(iter(_decode._decode_packets(container, stream)), None)
         if first is None:
             raise _no_frames(path)

@@ -41,11 +41,15 @@ class ChatModel(nn.Module):
     `generator` (an `aurora.generation.Generator`), `template` and `prepare(messages, num_frames,
     fps, token_kept_ratio) -> (one row's inputs, Reply so far)`, and `collate(rows) -> generate's inputs`."""
 
+    # Frames are decoded scaled down so their shorter side is this (memory follows the model, not the
+    # file); None keeps the file's size, for kinds that size frames themselves (Qwen2-VL's min/max pixels).
+    decode_size: int | None = None
+
     def load_frames(self, visual, num_frames: int | None = None, fps: float | None = None) -> media.Frames:
         if isinstance(visual, media.Frames):
             return visual
         return media.load_visual(str(visual), num_frames=num_frames or self.preset.media.num_frames, fps=fps,
-                                 sampling=self.preset.media.sampling)
+                                 sampling=self.preset.media.sampling, size=self.decode_size)
 
     def check_options(self, num_frames=None, token_kept_ratio=None) -> float:
         """The ratio to use (the preset's by default), checked once for every entry point."""
@@ -132,6 +136,10 @@ class VideoLLM(ChatModel):
         self.template = get_template(preset.template.name)
         self.generator = Generator(language_model, tokenizer, self.template.stop, (IMAGE_PLACEHOLDER,),
                                    preset.generation.max_new_tokens)
+
+    @property
+    def decode_size(self) -> int:
+        return self.preset.vision.image_size  # the tower's input: a shortest-edge or squash resize to it
 
     @property
     def device(self) -> torch.device:

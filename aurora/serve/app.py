@@ -12,6 +12,11 @@ text deltas handed to the event loop through a queue -> JSON or server-sent even
 or generates, a client that disconnects sets the request's cancel event, which stops the model at
 its next token; temp files are deleted once the worker is done with them.
 
+Bounds: prompt + max_tokens must fit the model's context (checked after the prompt is embedded,
+before prefill; refused with vLLM's wording), max_tokens at most --max-tokens (default: the
+context), at most --max-visuals images and videos, and --request-timeout seconds per request
+(the model is stopped at its next token, the client gets a 504).
+
 Decisions: `model` may be omitted (there is one model); when given it must be the served id (the
 --model string, as /v1/models lists it), the loaded model's name or the checkpoint's directory name,
 else 404. /health and /metrics need no API key (probes and scrapers); /v1/* do when one is set.
@@ -29,6 +34,9 @@ import os
 import threading
 import time
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
+
+import torch
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -37,7 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aurora.errors import AuroraError
 from aurora.generation import GenerationOptions
 from aurora.media.sources import MediaFetcher, SourcePolicy
-from aurora.serve import protocol
+from aurora.serve import memory, protocol
 from aurora.serve.errors import STATUS_TYPES, APIError, bad_request, from_exception
 from aurora.serve.metrics import Metrics, MetricsMiddleware
 from aurora.serve.protocol import MediaRef
@@ -50,12 +58,15 @@ DISCONNECT_POLL = 0.1  # seconds between checks that the client is still there
 
 def create_app(model, settings: ServeSettings) -> FastAPI:
     """A FastAPI app serving `model` (a loaded VideoLLM) under `settings`."""
+    memory.bound_arenas()  # freed memory returns to the system after a burst (see serve/memory.py)
     scheduler = Scheduler(settings.max_concurrency, settings.max_queue)
     metrics = Metrics()
     policy = settings.media_policy()
     model_id = settings.model
     model_ids = {model_id, str(getattr(model, "name", model_id)), os.path.basename(model_id.rstrip("/\\"))}
     started = protocol.now()
+    context = context_length(model)
+    max_tokens = settings.max_tokens or context
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -114,13 +125,17 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
     async def chat_completions(request: Request):
         _check_content_type(request)
         _check_declared_length(request, settings.max_body_bytes)
-        job = _Job(model, scheduler.admit(), policy, metrics)  # Busy -> 503
+        job = _Job(model, scheduler.admit(), policy, metrics, context, settings.request_timeout)  # Busy -> 503
         try:
             body = await _read_json(request, settings.max_body_bytes)
-            chat = protocol.parse_chat_request(body)
+            chat = protocol.parse_chat_request(body, max_visuals=settings.max_visuals)
             if chat.model is not None and chat.model not in model_ids:
                 raise protocol.model_not_found(chat.model)
             GenerationOptions(**chat.generation)  # ConfigError -> 400 now, not mid-stream
+            requested = chat.generation.get("max_new_tokens")
+            if max_tokens is not None and requested is not None and requested > max_tokens:
+                raise APIError(400, f"max_tokens is too large: {requested}; this server allows at most {max_tokens} "
+                                    f"(the model's context is {context} tokens)", param="max_tokens")
             await job.start(request, chat)
             first = await job.watch(request, job.events.get())  # first delta, the answer, or an error
             if first[0] == "error":
@@ -152,8 +167,11 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
 class _Job:
     """One chat request's resources: admission ticket, cancel event, media temp files, worker."""
 
-    def __init__(self, model, ticket, policy: SourcePolicy, metrics: Metrics):
+    def __init__(self, model, ticket, policy: SourcePolicy, metrics: Metrics, context: int | None = None,
+                 timeout: float | None = None):
         self.model, self.ticket, self.metrics = model, ticket, metrics
+        self.context, self.timeout = context, timeout
+        self.deadline = time.monotonic() + timeout if timeout else None
         self.cancel = threading.Event()
         self.fetcher = MediaFetcher(policy, cancel=self.cancel)
         self.events: asyncio.Queue = asyncio.Queue()  # ("delta", str) | ("done", Reply) | ("error", exc)
@@ -187,7 +205,8 @@ class _Job:
 
     def _decode(self, ref: MediaRef, path: str, options: dict):
         with _pointing_at(ref):
-            return self.model.load_frames(path, num_frames=options.get("num_frames"), fps=options.get("fps"))
+            num_frames = options.get("num_frames") or ref.frames  # frames-as-video: all of them by default
+            return self.model.load_frames(path, num_frames=num_frames, fps=options.get("fps"))
 
     def _work(self, chat: protocol.ChatRequest, paths: dict, loop) -> None:
         """In a worker thread: decode the frames, generate, hand deltas and the reply to the loop."""
@@ -211,18 +230,43 @@ class _Job:
                         content.append({"type": "text", "text": part[1]})
                 messages.append({"role": message["role"], "content": content})
             decode = time.perf_counter() - start
-            reply = self.model.chat(
-                messages, token_kept_ratio=chat.media.get("token_kept_ratio"), cancel=self.cancel,
-                on_text=(lambda delta: emit(("delta", delta))) if chat.stream else None, **chat.generation,
-            )
+            reply = self._respond(messages, chat, (lambda delta: emit(("delta", delta))) if chat.stream else None)
             reply.timings["decode"] = round(reply.timings.get("decode", 0.0) + decode, 6)
             self.metrics.observe_reply(reply)
             emit(("done", reply))
         except BaseException as e:  # handed to the request's coroutine
             emit(("error", e))
 
+    @torch.inference_mode()
+    def _respond(self, messages: list[dict], chat: protocol.ChatRequest, on_text):
+        """`ChatModel.respond_batch` for one conversation, with the context checked between embedding
+        the prompt and prefill, so an over-long request never reaches the language model."""
+        model = self.model
+        options = GenerationOptions(**chat.generation)
+        options = replace(options, stop=tuple(options.stop) + tuple(model.template.stop))
+        row, reply = model.prepare(messages, token_kept_ratio=chat.media.get("token_kept_ratio"))
+        max_new = check_context(reply.prompt_tokens, options.max_new_tokens, model.preset.generation.max_new_tokens,
+                                self.context)
+        options = replace(options, max_new_tokens=max_new)
+        if self.cancel.is_set():
+            raise APIError(499, "client closed the request", code="client_closed_request")
+        start = time.perf_counter()
+        results, first = model.generator(model.collate([row]), options, on_text, self.cancel)
+        end = time.perf_counter()
+        reply.text, reply.generated_tokens, reply.finish_reason = results[0]
+        reply.timings["prefill"] = (first - start) if first else end - start
+        reply.timings["generate"] = (end - first) if first else 0.0
+        reply.timings = {k: round(v, 6) for k, v in reply.timings.items()}
+        return reply
+
+    def timed_out(self) -> APIError:
+        self.cancel.set()
+        return APIError(504, f"the request took longer than this server's limit of {self.timeout:g} s "
+                             f"(--request-timeout); ask for fewer tokens or frames", type="timeout",
+                        code="request_timeout")
+
     async def watch(self, request: Request, awaitable):
-        """Await `awaitable`, polling for a client disconnect; on one, cancel and answer 499."""
+        """Await `awaitable`, polling for a client disconnect (cancel, 499) and the deadline (504)."""
         task = asyncio.ensure_future(awaitable)
         try:
             while True:
@@ -232,6 +276,8 @@ class _Job:
                 if await request.is_disconnected():
                     self.cancel.set()
                     raise APIError(499, "client closed the request", code="client_closed_request")
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    raise self.timed_out()
         finally:
             if not task.done():
                 task.cancel()
@@ -264,7 +310,11 @@ class _Job:
                     log.error("streamed chat completion failed", exc_info=value)
                 yield event(api.body())
                 break
-            kind, value = await self.events.get()
+            try:
+                remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+                kind, value = await asyncio.wait_for(self.events.get(), remaining)
+            except asyncio.TimeoutError:
+                kind, value = "error", self.timed_out()
         yield "data: [DONE]\n\n"
 
     def finish(self) -> None:
@@ -291,6 +341,8 @@ class _Job:
     def _release(self) -> None:
         self.fetcher.close()
         self.ticket.release()
+        if self.ticket.scheduler.admitted == 0:  # idle: give freed memory back
+            memory.release_free_memory()
 
 
 @contextmanager
@@ -351,8 +403,37 @@ async def _read_json(request: Request, limit: int) -> object:
         if size > 1 << 20:  # big bodies (data URLs) are parsed off the event loop
             return await asyncio.to_thread(json.loads, body, parse_constant=_no_constants)
         return json.loads(body, parse_constant=_no_constants)
+    except RecursionError:
+        raise bad_request(f"the request JSON is nested deeper than {protocol.MAX_DEPTH} levels", code="invalid_json") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise bad_request(f"the request body is not valid JSON ({str(e).splitlines()[0]})", code="invalid_json") from None
+
+
+def context_length(model) -> int | None:
+    """The language model's positions (max_position_embeddings), None when it states none."""
+    config = getattr(getattr(model, "language_model", None), "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def check_context(prompt_tokens: int, requested: int | None, default: int, context: int | None) -> int:
+    """The max_new_tokens to generate with, or a 400 in vLLM's words when the request cannot fit.
+
+    Without max_tokens the preset's default is used, shortened to what the context leaves."""
+    if context is None:
+        return requested or default
+    if prompt_tokens >= context:
+        raise APIError(400, f"This model's maximum context length is {context} tokens. However, your request has "
+                            f"{prompt_tokens} input tokens. Please reduce the length of the input messages.",
+                       param="messages", code="context_length_exceeded")
+    if requested is None:
+        return min(default, context - prompt_tokens)
+    if prompt_tokens + requested > context:
+        raise APIError(400, f"'max_tokens' or 'max_completion_tokens' is too large: {requested}. This model's maximum "
+                            f"context length is {context} tokens and your request has {prompt_tokens} input tokens "
+                            f"({requested} > {context} - {prompt_tokens}).", param="max_tokens",
+                       code="context_length_exceeded")
+    return requested
 
 
 def _no_constants(name: str):

@@ -45,6 +45,12 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--media-timeout", type=_positive_float, default=30.0, metavar="S", help="seconds per media download (default 30)")
     p.add_argument("--max-media-mb", type=_positive_float, default=200.0, metavar="MB", help="size cap per media item (default 200)")
     p.add_argument("--max-body-mb", type=_positive_float, default=64.0, metavar="MB", help="request body cap (default 64)")
+    p.add_argument("--max-tokens", type=_positive_int, default=None, metavar="N",
+                   help="largest max_tokens a request may ask for (default: the model's context length)")
+    p.add_argument("--max-visuals", type=_positive_int, default=32, metavar="N",
+                   help="images and videos per request (default 32)")
+    p.add_argument("--request-timeout", type=_positive_float, default=600.0, metavar="S",
+                   help="seconds a request may take before the model is stopped and it gets a 504 (default 600)")
     p.set_defaults(run=run_serve)
     return p
 
@@ -73,6 +79,7 @@ def run_serve(args) -> int:
         media_timeout=args.media_timeout, max_media_bytes=int(args.max_media_mb * _MB),
         allow_private_media_urls=args.allow_private_media_urls, max_body_bytes=int(args.max_body_mb * _MB),
         device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+        max_tokens=args.max_tokens, max_visuals=args.max_visuals, request_timeout=args.request_timeout,
     )
     serve(settings)
     return 0

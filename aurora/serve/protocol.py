@@ -3,9 +3,12 @@
 Request fields understood: `model` (optional; when given it must name the served model), `messages`
 (roles system / developer / user / assistant; content a string or parts `text`, `image_url`,
 `video_url`), `stream`, `stream_options.include_usage`, `temperature`, `top_p`, `max_tokens` /
-`max_completion_tokens`, `stop` (string or list), `seed`, `n` (1 only). Per-request media options,
-as vLLM takes them: `num_frames`, `fps`, `token_kept_ratio`, at the top level or inside
-`mm_processor_kwargs`. Other fields OpenAI clients send by default are ignored; ones that would
+`max_completion_tokens`, `stop` (string or list), `seed` (64-bit), `n` (1 only),
+`continue_final_message` / `add_generation_prompt` (vLLM's: continue a pre-filled assistant message).
+Per-request media options, as vLLM takes them: `num_frames`, `fps`, `token_kept_ratio`, at the top
+level, inside `mm_processor_kwargs`, or (`num_frames`, `fps`) inside `media_io_kwargs.video`.
+A `video_url` may be vLLM's frames-as-video data URL (`data:video/jpeg;base64,<frame>,<frame>,...`):
+all its frames are used unless `num_frames` says otherwise. Other fields OpenAI clients send by default are ignored; ones that would
 change the answer but are not supported (n > 1, logprobs, tools, penalties, logit_bias, JSON
 response formats) are refused.
 
@@ -24,7 +27,9 @@ from dataclasses import dataclass, field
 from aurora.serve.errors import APIError, bad_request
 
 MAX_FRAMES = 128  # per visual; keeps one request from decoding and encoding without bound
-MAX_MEDIA_PARTS = 8  # images + videos per request
+MAX_MEDIA_PARTS = 32  # images + videos per request (the server's --max-visuals default)
+MAX_DEPTH = 64  # JSON nesting accepted in a request body
+SEED_RANGE = (-(2**63), 2**63 - 1)  # vLLM's: a 64-bit signed integer
 MAX_STOPS = 16
 MEDIA_OPTIONS = ("num_frames", "fps", "token_kept_ratio")
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -45,6 +50,7 @@ class MediaRef:
     kind: str  # "image" or "video"
     url: str
     param: str  # where it sits in the request, for error messages
+    frames: int | None = None  # frames in a frames-as-video data URL (all are used by default)
 
 
 @dataclass
@@ -55,16 +61,18 @@ class ChatRequest:
     include_usage: bool = False
     generation: dict = field(default_factory=dict)  # temperature, top_p, max_new_tokens, seed, stop
     media: dict = field(default_factory=dict)  # num_frames, fps, token_kept_ratio (given ones only)
+    continue_final_message: bool = False
 
     @property
     def media_refs(self) -> list[MediaRef]:
         return [part for m in self.messages for part in m["content"] if isinstance(part, MediaRef)]
 
 
-def parse_chat_request(body: object) -> ChatRequest:
+def parse_chat_request(body: object, max_visuals: int = MAX_MEDIA_PARTS) -> ChatRequest:
     """A decoded JSON body -> ChatRequest; every problem is a 400 naming the offending field."""
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
+    check_depth(body)
     for name, fine in _UNSUPPORTED.items():
         if body.get(name) not in fine:
             raise bad_request(f"{name}={body[name]!r} is not supported by this server", param=name)
@@ -81,20 +89,42 @@ def parse_chat_request(body: object) -> ChatRequest:
     include_usage = bool(options and options.get("include_usage"))
     if include_usage and not stream:
         raise bad_request("stream_options is only allowed with stream: true", param="stream_options")
+    continue_final = _bool(body, "continue_final_message")
+    add_generation_prompt = body.get("add_generation_prompt", True)
+    if not isinstance(add_generation_prompt, bool):
+        raise bad_request("add_generation_prompt must be true or false", param="add_generation_prompt")
+    if continue_final and add_generation_prompt:  # vLLM's rule and wording
+        raise bad_request("Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+                          param="continue_final_message")
     request = ChatRequest(
-        messages=_messages(body.get("messages")),
+        messages=_messages(body.get("messages"), continue_final),
         model=model,
         stream=stream,
         include_usage=include_usage,
         generation=_generation(body),
         media=_media_options(body),
+        continue_final_message=continue_final,
     )
-    if len(request.media_refs) > MAX_MEDIA_PARTS:
-        raise bad_request(f"at most {MAX_MEDIA_PARTS} images and videos per request", param="messages")
+    if len(request.media_refs) > max_visuals:
+        raise bad_request(f"at most {max_visuals} images and videos per request, got {len(request.media_refs)}; "
+                          f"send frames as one video, or start the server with a higher --max-visuals",
+                          param="messages")
     return request
 
 
-def _messages(messages: object) -> list[dict]:
+def check_depth(value: object, limit: int = MAX_DEPTH) -> None:
+    """400 when JSON nests deeper than `limit` anywhere (ignored fields too); iterative, so a
+    hostile body cannot exhaust the stack here or later."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise bad_request(f"the request JSON is nested deeper than {limit} levels")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def _messages(messages: object, continue_final: bool = False) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise bad_request("messages must be a non-empty list", param="messages")
     out = []
@@ -102,7 +132,8 @@ def _messages(messages: object) -> list[dict]:
         where = f"messages[{i}]"
         if not isinstance(message, dict):
             raise bad_request(f"{where} must be an object", param=where)
-        role = ROLES.get(message.get("role"))
+        role = message.get("role")
+        role = ROLES.get(role) if isinstance(role, str) else None
         if role is None:
             raise bad_request(f"{where}.role must be one of {', '.join(ROLES)}, got {message.get('role')!r}", param=f"{where}.role")
         content = message.get("content")
@@ -115,8 +146,14 @@ def _messages(messages: object) -> list[dict]:
         if role != "user" and any(isinstance(p, MediaRef) for p in parts):
             raise bad_request(f"{where}: images and videos are only allowed in user messages", param=f"{where}.content")
         out.append({"role": role, "content": parts})
-    if out[-1]["role"] != "user":
-        raise bad_request("the last message must be from the user", param=f"messages[{len(out) - 1}].role")
+    last = out[-1]["role"]
+    if continue_final and last != "assistant":
+        raise bad_request("continue_final_message needs the last message to be from the assistant",
+                          param=f"messages[{len(out) - 1}].role")
+    if not continue_final and last != "user":
+        raise bad_request("the last message must be from the user (or from the assistant with "
+                          "continue_final_message: true and add_generation_prompt: false, to continue it)",
+                          param=f"messages[{len(out) - 1}].role")
     return out
 
 
@@ -131,7 +168,13 @@ def _part(part: object, where: str):
         url = value.get("url") if isinstance(value, dict) else value  # vLLM also takes a bare string
         if not isinstance(url, str) or not url:
             raise bad_request(f"{where}.{kind}.url must be a non-empty string", param=f"{where}.{kind}.url")
-        return MediaRef(kind="image" if kind == "image_url" else "video", url=url, param=f"{where}.{kind}.url")
+        ref = MediaRef(kind="image" if kind == "image_url" else "video", url=url, param=f"{where}.{kind}.url")
+        if kind == "video_url" and url[:24].lower().startswith(("data:video/jpeg;base64,", "data:video/png;base64,")):
+            ref.frames = url.count(",")  # frames-as-video: one comma after the header, one between frames
+            if ref.frames > MAX_FRAMES:
+                raise bad_request(f"a frames-as-video URL may hold at most {MAX_FRAMES} frames, got {ref.frames}",
+                                  param=ref.param)
+        return ref
     raise bad_request(f"{where}: unsupported content part type {kind!r}; use text, image_url or video_url", param=f"{where}.type")
 
 
@@ -149,7 +192,7 @@ def _generation(body: dict) -> dict:
         value = _integer(body, name, 1)
         if value is not None:
             out.setdefault("max_new_tokens", value)
-    seed = _integer(body, "seed", None)
+    seed = _integer(body, "seed", *SEED_RANGE)
     if seed is not None:
         out["seed"] = seed
     stop = body.get("stop")
@@ -162,7 +205,8 @@ def _generation(body: dict) -> dict:
 
 
 def _media_options(body: dict) -> dict:
-    """num_frames / fps / token_kept_ratio from the top level and mm_processor_kwargs (vLLM)."""
+    """num_frames / fps / token_kept_ratio from the top level, mm_processor_kwargs and
+    media_io_kwargs.video (vLLM's names for where they go)."""
     nested = body.get("mm_processor_kwargs")
     if nested is None:
         nested = {}
@@ -171,8 +215,19 @@ def _media_options(body: dict) -> dict:
     unknown = sorted(set(nested) - set(MEDIA_OPTIONS))
     if unknown:
         raise bad_request(f"unknown mm_processor_kwargs {unknown}; known: {', '.join(MEDIA_OPTIONS)}", param="mm_processor_kwargs")
+    io_kwargs = body.get("media_io_kwargs")
+    if io_kwargs is None:
+        io_kwargs = {}
+    if not isinstance(io_kwargs, dict) or not isinstance(io_kwargs.get("video", {}), dict):
+        raise bad_request("media_io_kwargs must be an object like {\"video\": {\"num_frames\": 16}}",
+                          param="media_io_kwargs")
+    video_io = io_kwargs.get("video") or {}
+    unknown = sorted(set(video_io) - {"num_frames", "fps"}) + sorted(set(io_kwargs) - {"video", "image"})
+    if unknown:
+        raise bad_request(f"unknown media_io_kwargs {unknown}; known: video.num_frames, video.fps",
+                          param="media_io_kwargs")
     out = {}
-    for source, prefix in ((nested, "mm_processor_kwargs."), (body, "")):
+    for source, prefix in ((video_io, "media_io_kwargs.video."), (nested, "mm_processor_kwargs."), (body, "")):
         values = {
             "num_frames": _integer(source, "num_frames", 1, MAX_FRAMES, prefix),
             "fps": _number(source, "fps", 0.0, 240.0, prefix),

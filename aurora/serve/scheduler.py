@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import statistics
 import threading
+import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
+
+
+RECENT = 5  # finished generations Retry-After looks back on
 
 
 class Busy(Exception):
@@ -34,7 +40,8 @@ class Scheduler:
         self._slots: asyncio.Semaphore | None = None  # made lazily inside the serving loop
         self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="aurora-generate")
         self._cancels: set[threading.Event] = set()
-        self._mean_seconds = 1.0  # running mean of generation time, for Retry-After
+        self._recent: deque[float] = deque(maxlen=RECENT)  # seconds of the last generations
+        self._started: dict[int, float] = {}  # running generation -> when it started (monotonic)
 
     @property
     def waiting(self) -> int:
@@ -43,7 +50,7 @@ class Scheduler:
     def admit(self) -> "Ticket":
         if self.admitted >= self.max_concurrency + self.max_queue:
             waves = math.ceil((self.admitted + 1) / self.max_concurrency)
-            raise Busy(retry_after=max(1, min(60, math.ceil(waves * self._mean_seconds))))
+            raise Busy(retry_after=max(1, min(60, math.ceil(waves * self.current_latency()))))
         self.admitted += 1
         return Ticket(self)
 
@@ -53,8 +60,17 @@ class Scheduler:
             event.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def current_latency(self, now: float | None = None) -> float:
+        """Seconds a generation takes now: the median of the last few finished ones, or of how long
+        the running ones have run so far when that is longer (generations running for 30 s say the
+        latency is at least that, whatever the earlier ones took). 1 s before anything has run."""
+        now = time.monotonic() if now is None else now
+        finished = statistics.median(self._recent) if self._recent else 1.0
+        running = [now - started for started in self._started.values()]
+        return max(finished, statistics.median(running)) if running else finished
+
     def _record(self, seconds: float) -> None:
-        self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * seconds
+        self._recent.append(seconds)
 
 
 class Ticket:
@@ -79,6 +95,7 @@ class Ticket:
         scheduler.running += 1
         scheduler._cancels.add(cancel)
         started = loop.time()
+        scheduler._started[id(self)] = time.monotonic()
 
         def finished(_: Future) -> None:  # in the worker thread: hand back to the loop
             try:
@@ -89,6 +106,7 @@ class Ticket:
         def done() -> None:
             scheduler.running -= 1
             scheduler._cancels.discard(cancel)
+            scheduler._started.pop(id(self), None)
             scheduler._record(loop.time() - started)
             slots.release()
 

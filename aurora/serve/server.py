@@ -9,8 +9,10 @@ def serve(settings: ServeSettings, model=None) -> None:
     import uvicorn
 
     from aurora.models import load
+    from aurora.serve import memory
     from aurora.serve.app import create_app
 
+    memory.bound_arenas()  # before the model's threads make their own arenas
     if model is None:
         model = load(settings.model, device=settings.device, dtype=settings.dtype,
                      trust_remote_code=settings.trust_remote_code)

@@ -23,6 +23,9 @@ class ServeSettings:
     max_media_bytes: int = 200 * MB  # per media item
     allow_private_media_urls: bool = False  # let http(s) media reach loopback / private networks
     max_body_bytes: int = 64 * MB  # request body; base64 data URLs inflate media by 4/3
+    max_tokens: int | None = None  # cap on a request's max_tokens; None: the model's context length
+    max_visuals: int = 32  # images + videos per request (send many frames as one video instead)
+    request_timeout: float | None = 600.0  # seconds per request, then the model is stopped (504)
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
@@ -33,6 +36,10 @@ class ServeSettings:
             (self.max_concurrency >= 1, f"max concurrency must be >= 1, got {self.max_concurrency}"),
             (self.max_queue >= 0, f"max queue must be >= 0, got {self.max_queue}"),
             (self.max_body_bytes >= 1024, f"max body bytes must be >= 1024, got {self.max_body_bytes}"),
+            (self.max_tokens is None or self.max_tokens >= 1, f"max tokens must be >= 1, got {self.max_tokens}"),
+            (self.max_visuals >= 1, f"max visuals must be >= 1, got {self.max_visuals}"),
+            (self.request_timeout is None or self.request_timeout > 0,
+             f"the request timeout must be > 0 seconds, got {self.request_timeout}"),
             (self.api_key is None or self.api_key.strip() != "", "the API key must not be empty"),
         ]
         for ok, message in checks:

@@ -18,6 +18,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESIZE_MODES = ("shortest_edge_crop", "squash")
 TEMPORAL_INPUTS = ("none", "difference", "motion")
 TEMPORAL_CHANNELS = {"none": 3, "difference": 6, "motion": 8}
+MAX_CROP_ASPECT = 4  # longer/shorter side kept before a shortest-edge resize (see below)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,10 @@ class FrameTransform:
         """(T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32, normalised."""
         if isinstance(frames, np.ndarray) and not frames.flags.writeable:
             frames = frames.copy()  # torch refuses to wrap read-only arrays (e.g. from PIL)
-        x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+        x = torch.as_tensor(frames).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
+        if self.resize == "shortest_edge_crop":
+            x = _centre_within_aspect(x, MAX_CROP_ASPECT)
+        x = x.float()
         height, width = x.shape[-2:]
         if self.resize == "squash":
             target = (self.size, self.size)
@@ -68,6 +72,26 @@ class FrameTransform:
         elif self.temporal == "motion":
             x = torch.cat([with_frame_differences(x), normal_flow(x)], dim=1)
         return x.contiguous()
+
+
+def _centre_within_aspect(x: torch.Tensor, aspect: int) -> torch.Tensor:
+    """(T, C, H, W) -> the centre (T, C, H', W') with longer side <= aspect * shorter side.
+
+    A shortest-edge crop only ever uses the centre square, but resizing a 6000x1 strip first
+    would upscale it to 378 x 2.3M floats; cutting the far ends off before resizing keeps the
+    same centre (up to the filter's reach, far inside the margin kept) at bounded memory.
+    Frames within the aspect are returned unchanged, so ordinary inputs match CLIP exactly.
+    """
+    height, width = x.shape[-2:]
+    short = min(height, width)
+    keep = aspect * short
+    if height > keep:
+        top = (height - keep) // 2
+        x = x[..., top : top + keep, :]
+    elif width > keep:
+        left = (width - keep) // 2
+        x = x[..., left : left + keep]
+    return x
 
 
 def with_frame_differences(pixels: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=8)
     p.add_argument("--limit", type=positive_int, help="only the first N clips")
     add_load_flags(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run in --out (a rerun always does: clips already scored are skipped)")
 
 
 def run(args) -> int:

@@ -20,7 +20,10 @@ Per video: accuracy = share of pred == 'yes', score = mean of float(score); per 
 mean over videos, reported as accuracy x 100 / score. Published scripts disagree on failures
 (process_vdc_result.py drops a video on any unparsable verdict, and also every video whose score or
 accuracy is 0; lmms-eval skips unparsable verdicts); here `--judge-failure` decides (default zero:
-a failed verdict counts as 'no', 0) and every video counts.
+a failed verdict counts as 'no', 0) and, with `--aggregation all` (default), every video counts;
+`--aggregation published` drops, as process_vdc_result.py does, every video with an unparsable
+verdict and every video whose accuracy or score is 0 before averaging. The summary names the
+aggregation (and the run's config the judge temperature).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ SOURCE = "rese1f/aurora: post_eval/vdc/utils.py (prompts), post_eval/process_vdc
 CAPTION_TYPES = ("camera", "short", "background", "main_object", "detailed")
 VIDEO_EXTENSIONS = (".mp4", ".MP4", ".mkv")
 JUDGE_MAX_TOKENS = 256
+AGGREGATIONS = {
+    "all": "mean over every video (failed verdicts as --judge-failure says)",
+    "published": "process_vdc_result.py: videos with an unparsable verdict or accuracy or score 0 are dropped",
+}
 
 # Byte for byte as published, quirks included ("frames.Summary", "Photographic").
 PROMPTS = {
@@ -171,6 +178,9 @@ def add_arguments(p) -> None:
     p.add_argument("--caption-types", dest="caption_types", default=",".join(CAPTION_TYPES),
                    help=f"comma-separated subset of {','.join(CAPTION_TYPES)} (default: all)")
     p.add_argument("--prompt-seed", dest="prompt_seed", type=int, default=0, help="seed of the per-video prompt draw (default 0, as lmms-eval)")
+    p.add_argument("--aggregation", choices=tuple(AGGREGATIONS), default="all",
+                   help="all: every video counts (default); published: drop videos with an unparsable verdict "
+                        "or a zero accuracy or score, as process_vdc_result.py")
 
 
 def caption_types(args) -> list[str]:
@@ -216,7 +226,19 @@ def protocol(args) -> dict:
             "judge_max_tokens": JUDGE_MAX_TOKENS,
             "per_video": "accuracy = share of pred == 'yes'; score = mean of float(score)",
             "per_type": "mean over videos (accuracy x 100)",
-            "judge_failure": FAILURE_POLICIES[args.judge_failure]}
+            "judge_failure": FAILURE_POLICIES[args.judge_failure],
+            "aggregation": _aggregation(args), "aggregation_rule": AGGREGATIONS[_aggregation(args)]}
+
+
+def _aggregation(args) -> str:
+    return getattr(args, "aggregation", "all")
+
+
+def kept_videos(videos: list[dict], aggregation: str) -> list[dict]:
+    """The videos a caption type's mean is over."""
+    if aggregation == "published":
+        return [r for r in videos if not r["judge_failures"] and r["accuracy"] and r["score"]]
+    return videos
 
 
 def queries(item, args) -> list[Query]:
@@ -258,17 +280,21 @@ def aggregate(records, args) -> dict:
         videos = [r for r in records if r["caption_type"] == kind and r["accuracy"] is not None]
         if not any(r["caption_type"] == kind for r in records):
             continue
+        total = len(videos)
+        videos = kept_videos(videos, _aggregation(args))
         accuracy = mean([r["accuracy"] for r in videos])
         results[kind] = {"accuracy": None if accuracy is None else 100 * accuracy,
                          "score": mean([r["score"] for r in videos]), "videos": len(videos),
+                         "dropped": total - len(videos), "aggregation": _aggregation(args),
                          "judge_failures": sum(r["judge_failures"] for r in records if r["caption_type"] == kind)}
     return results
 
 
 def table(results) -> str:
-    text = "| caption type | accuracy | score | videos | judge failures |\n|---|---|---|---|---|\n"
+    text = "| caption type | accuracy | score | videos | dropped | judge failures |\n|---|---|---|---|---|---|\n"
     for kind, r in results.items():
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
         sc = "-" if r["score"] is None else f"{r['score']:.2f}"
-        text += f"| {kind} | {acc} | {sc} | {r['videos']} | {r['judge_failures']} |\n"
-    return text
+        text += f"| {kind} | {acc} | {sc} | {r['videos']} | {r.get('dropped', 0)} | {r['judge_failures']} |\n"
+    aggregations = sorted({r.get("aggregation", "all") for r in results.values()})
+    return text + f"\naggregation: {', '.join(aggregations)} ({'; '.join(AGGREGATIONS[a] for a in aggregations)})\n"

@@ -10,13 +10,16 @@ Prompt (MME-Benchmarks/Video-MME README, "Without subtitles"):
     {question}
     A. ...  (one option per line)
     The best answer is:
-Extraction (the official eval_your_results.py, `extract_characters_regex`): strip, delete the
-answer prefixes (the published list, whose two missing commas glue "The best option is" to "The
-correct option is" and "Best answer:" to "Best option:" — kept), return "" for an answer of more
-than 10 words without any of A-D, else the first A-D character anywhere (so "Best option: C" reads
-"B"). Accuracy, as the official script: correct / answered, where answered excludes empty
-extractions; per duration, domain, sub-category and task type, and overall. The share of all
-questions answered correctly is reported too (`accuracy_all`).
+Extraction, `--answer-extraction current` (default; the official script as it is now, also
+lmms-eval's videomme task): strip, delete the answer prefixes ("The best answer is", ..., "Answer:",
+"Option:", "The correct answer", "The correct option"), return "" for an answer of more than 10
+words without any of A-D, else the first A-D character anywhere. `legacy` is the earlier
+eval_your_results.py (commit 4e7566d): its list lacks the last four prefixes and two missing commas
+glue "The best option is" to "The correct option is" and "Best answer:" to "Best option:", so
+"Best option: C" and "Answer: B" both read "A"/"B" from the prefix's letters. Accuracy, as the
+official script: correct / answered, where answered excludes empty extractions; per duration,
+domain, sub-category and task type, and overall. The share of all questions answered correctly is
+reported too (`accuracy_all`). The rule that ran is recorded in the run's config.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ VIDEO_EXTENSIONS = (".mp4", ".MP4", ".mkv")
 OPTION_PROMPT = ("Select the best answer to the following multiple-choice question based on the video. "
                  "Respond with only the letter (A, B, C, or D) of the correct option.")
 POST_PROMPT = "The best answer is:"
-# As published: the missing commas concatenate neighbouring literals.
-ANSWER_PREFIXES = [
+# The earlier official list, as published: the missing commas concatenate neighbouring literals.
+LEGACY_ANSWER_PREFIXES = [
     "The best answer is",
     "The correct answer is",
     "The answer is",
@@ -44,6 +47,22 @@ ANSWER_PREFIXES = [
     "The best option is" "The correct option is",
     "Best answer:" "Best option:",
 ]
+# The current official list (Video-MME's parse_answer / lmms-eval videomme utils).
+ANSWER_PREFIXES = [
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The answer",
+    "The best option is",
+    "The correct option is",
+    "Best answer:",
+    "Best option:",
+    "Answer:",
+    "Option:",
+    "The correct answer",
+    "The correct option",
+]
+EXTRACTIONS = {"current": ANSWER_PREFIXES, "legacy": LEGACY_ANSWER_PREFIXES}
 BREAKDOWNS = ("duration", "domain", "sub_category", "task_type")
 
 
@@ -51,10 +70,10 @@ def build_prompt(question: str, options: list[str]) -> str:
     return OPTION_PROMPT + "\n" + question + "\n" + "\n".join(options) + "\n" + POST_PROMPT
 
 
-def extract_answer(text: str) -> str:
-    """The official letter extraction; "" when no answer can be read."""
+def extract_answer(text: str, rule: str = "current") -> str:
+    """The official letter extraction (`rule`: current or legacy); "" when no answer can be read."""
     s = text.strip()
-    for prefix in ANSWER_PREFIXES:
+    for prefix in EXTRACTIONS[rule]:
         s = s.replace(prefix, "")
     if len(s.split()) > 10 and not re.search("[ABCD]", s):
         return ""
@@ -65,6 +84,8 @@ def extract_answer(text: str) -> str:
 def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="the question table (JSON / JSONL rows, or the official nested template)")
     p.add_argument("--video-dir", dest="video_dir", required=True, help="folder of <videoID>.mp4")
+    p.add_argument("--answer-extraction", dest="answer_extraction", choices=tuple(EXTRACTIONS), default="current",
+                   help="current: the official script's prefix list now (default); legacy: its earlier list")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -96,8 +117,13 @@ def load_items(args) -> list[dict]:
 
 def protocol(args) -> dict:
     return {"prompt_set": "Video-MME official, without subtitles", "source": SOURCE,
-            "prompt": build_prompt("{question}", ["{options, one per line}"]), "answer_prefixes": ANSWER_PREFIXES,
+            "prompt": build_prompt("{question}", ["{options, one per line}"]),
+            "answer_extraction": _rule(args), "answer_prefixes": EXTRACTIONS[_rule(args)],
             "accuracy": "correct / answered (empty extractions not answered), as the official script"}
+
+
+def _rule(args) -> str:
+    return getattr(args, "answer_extraction", "current")
 
 
 def queries(item, args) -> list[Query]:
@@ -105,7 +131,7 @@ def queries(item, args) -> list[Query]:
 
 
 def score(item, answers, judge, args) -> dict:
-    extracted = extract_answer(answers[0])
+    extracted = extract_answer(answers[0], _rule(args))
     return {**{k: item[k] for k in BREAKDOWNS}, "question_id": item["id"], "answer": item["answer"],
             "extracted": extracted, "answered": extracted != "", "correct": extracted == item["answer"]}
 
