@@ -34,6 +34,7 @@ class FrameSettings:
     num_frames: int
     fps: float | None
     sampling: str
+    size: int | None = None  # decode straight to the tower's input size (bounded memory); None: full size
 
 
 def job_settings(preset, model_name: str, prompt=None, num_frames=None, fps=None, token_kept_ratio=None,
@@ -47,7 +48,11 @@ def job_settings(preset, model_name: str, prompt=None, num_frames=None, fps=None
         "token_kept_ratio": preset.reducer.token_kept_ratio if token_kept_ratio is None else token_kept_ratio,
         "max_new_tokens": max_new_tokens or preset.generation.max_new_tokens,
     }
-    return settings, FrameSettings(settings["num_frames"], fps, preset.media.sampling)
+    from aurora.models.registry import get
+
+    # composed families feed their tower preset.vision.image_size; native ones size frames themselves
+    size = preset.vision.image_size if get(preset.family).kind == "composed" else None
+    return settings, FrameSettings(settings["num_frames"], fps, preset.media.sampling, size)
 
 
 def decode(reference: str, frames: FrameSettings) -> Decoded:
@@ -68,7 +73,8 @@ def decode(reference: str, frames: FrameSettings) -> Decoded:
 
 
 def _load(path: str, frames: FrameSettings) -> media.Frames:
-    return media.load_visual(path, num_frames=frames.num_frames, fps=frames.fps, sampling=frames.sampling)
+    return media.load_visual(path, num_frames=frames.num_frames, fps=frames.fps, sampling=frames.sampling,
+                             size=frames.size)
 
 
 def describe(error: BaseException) -> str:

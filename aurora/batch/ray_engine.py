@@ -26,9 +26,10 @@ from aurora.batch.captioner import Captioner, Decoded, FrameSettings, decode, jo
 from aurora.batch.rows import to_table
 
 
-def decode_row(row: dict, num_frames: int = 8, fps: float | None = None, sampling: str = "uniform") -> dict:
+def decode_row(row: dict, num_frames: int = 8, fps: float | None = None, sampling: str = "uniform",
+               size: int | None = None) -> dict:
     """Ray Data `map` function: {"path": ...} -> the row with its decoded frames, or its error."""
-    item = decode(str(row["path"]), FrameSettings(num_frames, fps, sampling))
+    item = decode(str(row["path"]), FrameSettings(num_frames, fps, sampling, size))
     frames = item.frames
     return {
         "path": item.path,
@@ -104,7 +105,8 @@ def run_ray(references: list[str], frames: FrameSettings, model, options: dict, 
         # Decoding asks for half a CPU: two light single-threaded decodes per core, and requirements
         # unlike the actors', so Ray Data keeps it a separate stage of CPU tasks rather than fusing it
         # into the actors (where it would no longer overlap with captioning).
-        ds = ds.map(decode_row, fn_kwargs={"num_frames": frames.num_frames, "fps": frames.fps, "sampling": frames.sampling},
+        ds = ds.map(decode_row, fn_kwargs={"num_frames": frames.num_frames, "fps": frames.fps, "sampling": frames.sampling,
+                                          "size": frames.size},
                     num_cpus=0.5)
         ds = ds.map_batches(
             CaptionBatch,

@@ -1,5 +1,6 @@
-"""The lmms-eval plugin against a real lmms-eval install (skipped where lmms-eval is not installed;
-README "Evaluation" has an install that works next to a CPU torch): lmms-eval's own registry
+"""The lmms-eval plugin against a real lmms-eval install, run by hand inside an lmms-eval environment
+(`python -m pytest tests/lmms_eval_installed_check.py`; README "Evaluation" has an install that works next to a
+CPU torch; lmms-eval's pins conflict with the suite's, so pytest does not collect this file by default): lmms-eval's own registry
 finds `aurora` through the entry point, and its Instance objects go through generate_until."""
 
 import pytest
