@@ -26,6 +26,7 @@ from pathlib import Path
 
 from aurora.errors import ConfigError
 from aurora.eval.task import FrameSpec, Query, percent
+from aurora.eval.tasks.mvbench import qa_template  # the same published question layout (VideoChat2)
 
 SUMMARY = "MLVU dev multiple choice: official 16 frames and prompt, M-Avg over tasks, accuracy by duration"
 JUDGED = False
@@ -40,16 +41,6 @@ ANSWER_PROMPT = "Best option:("
 TASKS = {"plotQA": "1_plotQA.json", "needle": "2_needle.json", "ego": "3_ego.json", "count": "4_count.json",
          "order": "5_order.json", "anomaly_reco": "6_anomaly_reco.json", "topic_reasoning": "7_topic_reasoning.json"}
 DURATION_BUCKETS = ((0, 180, "< 3 min"), (180, 600, "3-10 min"), (600, 1800, "10-30 min"), (1800, float("inf"), ">= 30 min"))
-
-
-def qa_template(data: dict) -> tuple[str, str]:
-    question = f"Question: {data['question']}\nOptions:\n"
-    answer_idx = -1
-    for idx, candidate in enumerate(data["candidates"]):
-        question += f"({chr(ord('A') + idx)}) {candidate}\n"
-        if candidate == data["answer"]:
-            answer_idx = idx
-    return question.rstrip(), f"({chr(ord('A') + answer_idx)}) {data['answer']}"
 
 
 def check_answer(pred: str, gt: str) -> bool:
