@@ -115,3 +115,40 @@ def test_an_image_and_a_streamed_answer(qwen, tmp_path):
     assert reply.visual_tokens_per_frame == [4] and reply.generated_tokens > 0  # 56x56: a 2x2 merged grid
     streamed = model.caption(tmp_path / "still.png", max_new_tokens=5, stream=True)
     assert "".join(streamed) == reply.text
+
+
+def test_qwen2_5_vl_spaces_time_by_the_sampled_frames_seconds(tmp_path):
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = build_tokenizer("qwen2")
+    tokenizer.add_special_tokens({"additional_special_tokens": list(VISUAL_TOKENS)})
+    ids_ = {t: tokenizer.convert_tokens_to_ids(t) for t in VISUAL_TOKENS}
+    torch.manual_seed(0)
+    config = Qwen2_5_VLConfig(
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64,
+                           window_size=56, fullatt_block_indexes=[1], tokens_per_second=4),
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id,
+                         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
+        image_token_id=ids_["<|image_pad|>"], video_token_id=ids_["<|video_pad|>"],
+        vision_start_token_id=ids_["<|vision_start|>"], vision_end_token_id=ids_["<|vision_end|>"])
+    Qwen2_5_VLForConditionalGeneration(config).eval().save_pretrained(tmp_path / "q25")
+    tokenizer.save_pretrained(tmp_path / "q25")
+    model = aurora.load(tmp_path / "q25")
+    clip = write_video(tmp_path / "clip.mp4", make_frames(16, 56, 56), fps=8)
+    frames = model.load_frames(clip, num_frames=4)  # frames 0, 5, 10, 15 at 8 fps: 0.625 s apart
+    inputs, _ = model.prepare(model._caption_messages(frames, None))
+    assert inputs["second_per_grid_ts"].tolist() == [pytest.approx(2 * 0.625)]
+    reference = Qwen2_5_VLForConditionalGeneration.from_pretrained(tmp_path / "q25").eval()
+    batch = model.collate([inputs])
+    with torch.no_grad():
+        ours = model.model(**batch).logits
+        assert not torch.allclose(ours, reference(**{**batch, "second_per_grid_ts": torch.tensor([1.0])}).logits, atol=1e-4)
+        torch.testing.assert_close(ours, reference(**batch).logits, atol=1e-5, rtol=0)
+    reduced, reply = model.prepare(model._caption_messages(frames, None), token_kept_ratio=0.5)
+    positions, _ = reference.model.get_rope_index(inputs["input_ids"][None], inputs["mm_token_type_ids"][None],
+                                                  video_grid_thw=inputs["video_grid_thw"],
+                                                  second_per_grid_ts=inputs["second_per_grid_ts"])
+    torch.testing.assert_close(reduced["position_ids"], positions[:, 0, reduced["kept"]], atol=0, rtol=0)
+    assert model.caption(clip, num_frames=4, max_new_tokens=3).generated_tokens > 0

@@ -81,6 +81,15 @@ def patches(frames: np.ndarray, patch: int = 14, merge: int = 2, temporal: int =
     return x.reshape(t * gh * gw, 3 * temporal * patch * patch), (t, gh, gw)
 
 
+def frame_interval(frames: media.Frames) -> float:
+    """Seconds between the sampled frames (their mean spacing): Qwen2.5-VL's processor states it as
+    temporal_patch_size / fps for frames sampled at `fps`."""
+    times = np.asarray(frames.timestamps, dtype=np.float64)
+    if len(times) > 1 and times[-1] > times[0]:
+        return float(np.diff(times).mean())
+    return 1.0 / (frames.fps or 2.0)
+
+
 class Qwen2VL(ChatModel):
     """A native family's model: transformers' module answers; Aurora feeds it."""
 
@@ -103,7 +112,10 @@ class Qwen2VL(ChatModel):
         count = grid[0] * grid[1] * grid[2] // p["merge"] ** 2
         text = "<|vision_start|>" + f"<|{kind}_pad|>" * count + "<|vision_end|>"
         key = "pixel_values" if kind == "image" else "pixel_values_videos"
-        return text, {key: pixels, f"{kind}_grid_thw": torch.tensor([grid])}
+        inputs = {key: pixels, f"{kind}_grid_thw": torch.tensor([grid])}
+        if kind == "video" and self.model.config.model_type == "qwen2_5_vl":  # M-RoPE time steps in real seconds
+            inputs["second_per_grid_ts"] = torch.tensor([p["temporal"] * frame_interval(frames)])
+        return text, inputs
 
     def prepare(self, messages, num_frames=None, fps=None, token_kept_ratio=None, template=None):
         ratio = self.check_options(num_frames, token_kept_ratio)
@@ -148,8 +160,9 @@ class Qwen2VL(ChatModel):
         core, config = self.model.model, self.model.config
         ids, types = inputs["input_ids"].to(self.device), inputs["mm_token_type_ids"].to(self.device)
         embeds = self.model.get_input_embeddings()(ids)  # (L, D)
+        extra = {"second_per_grid_ts": inputs["second_per_grid_ts"]} if "second_per_grid_ts" in inputs else {}
         positions, _ = core.get_rope_index(ids[None], types[None], image_grid_thw=inputs.get("image_grid_thw"),
-                                           video_grid_thw=inputs.get("video_grid_thw"))  # (3, 1, L)
+                                           video_grid_thw=inputs.get("video_grid_thw"), **extra)  # (3, 1, L)
         keep = types == 0
         for kind, token in (("image", config.image_token_id), ("video", config.video_token_id)):
             if f"{kind}_grid_thw" not in inputs:
