@@ -152,3 +152,22 @@ def test_qwen2_5_vl_spaces_time_by_the_sampled_frames_seconds(tmp_path):
                                                   second_per_grid_ts=inputs["second_per_grid_ts"])
     torch.testing.assert_close(reduced["position_ids"], positions[:, 0, reduced["kept"]], atol=0, rtol=0)
     assert model.caption(clip, num_frames=4, max_new_tokens=3).generated_tokens > 0
+
+
+def test_a_native_model_is_served(qwen, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from aurora.serve.app import create_app
+    from aurora.serve.settings import ServeSettings
+
+    model = aurora.load(qwen)
+    clip = write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8)
+    app = create_app(model, ServeSettings(model=str(qwen), allowed_local_media_path=str(tmp_path)))
+    with TestClient(app) as client:
+        body = {"model": model.name, "max_tokens": 3, "messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": f"file://{clip}"}}, {"type": "text", "text": "What moves?"}]}]}
+        answer = client.post("/v1/chat/completions", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["usage"]["completion_tokens"] > 0
+        too_long = client.post("/v1/chat/completions", json={**body, "max_tokens": 10**6})
+        assert too_long.status_code == 400  # the context comes from the native model's text config

@@ -104,6 +104,10 @@ class Qwen2VL(ChatModel):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def context_length(self) -> int | None:
+        return getattr(self.model.config.text_config, "max_position_embeddings", None)
+
     def visual_inputs(self, frames: media.Frames) -> tuple[str, dict]:
         """The placeholder text and the model inputs of one visual."""
         kind = "image" if frames.is_image else "video"

@@ -45,6 +45,11 @@ class ChatModel(nn.Module):
     # file); None keeps the file's size, for kinds that size frames themselves (Qwen2-VL's min/max pixels).
     decode_size: int | None = None
 
+    @property
+    def context_length(self) -> int | None:
+        """Positions the language model takes (max_position_embeddings), None when its config states none."""
+        return getattr(self.language_model.config, "max_position_embeddings", None)
+
     def load_frames(self, visual, num_frames: int | None = None, fps: float | None = None) -> media.Frames:
         if isinstance(visual, media.Frames):
             return visual

@@ -411,8 +411,7 @@ async def _read_json(request: Request, limit: int) -> object:
 
 def context_length(model) -> int | None:
     """The language model's positions (max_position_embeddings), None when it states none."""
-    config = getattr(getattr(model, "language_model", None), "config", None)
-    value = getattr(config, "max_position_embeddings", None)
+    value = getattr(model, "context_length", None)
     return value if isinstance(value, int) and value > 0 else None
 
 

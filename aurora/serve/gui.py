@@ -89,7 +89,7 @@ def answer(cache: ModelCache, session: dict, history: list, video, image, prompt
         session["messages"] = session["messages"] + [
             {"role": "user", "content": prompt}, {"role": "assistant", "content": reply.text}]
         picture = None
-        if session["visuals"]:
+        if session["visuals"] and hasattr(model, "tower"):  # merged-token groups: towers with ToMe (composed models)
             picture = token_view(model, session["visuals"][-1][1].array, float(ratio))
         yield history, picture, stats_markdown(reply), session, ""
     except AuroraError as e:
