@@ -138,6 +138,18 @@ TEMPLATES: dict[str, Template] = {
         stop=("<|im_end|>",),
         default_system="You are a helpful assistant.",
     ),
+    # Qwen2-VL's chat template: ChatML with the visual's tokens right before the text
+    "qwen2_vl": Template(
+        name="qwen2_vl",
+        system="<|im_start|>system\n{content}<|im_end|>\n",
+        user="<|im_start|>user\n{content}<|im_end|>\n",
+        generation_prompt="<|im_start|>assistant\n",
+        answer="{content}<|im_end|>",
+        separator="\n",
+        stop=("<|im_end|>",),
+        default_system="You are a helpful assistant.",
+        visual_join="",
+    ),
 }
 
 

@@ -41,7 +41,7 @@ from aurora.models.splice import pad
 from aurora.models.video_llm import STAGES, ChatModel, _timed
 from aurora.models.weights import from_pretrained, load_tokenizer, read_config
 from aurora.preset import Preset
-from aurora.prompts import get_template
+from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template, user_content
 from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD
 from aurora.vision.temporal import keep_distinct
 
@@ -105,6 +105,50 @@ class Qwen2VL(ChatModel):
         return next(self.model.parameters()).device
 
     @property
+    def language_model(self):
+        """The module LoRA wraps and training saves: the whole transformers model (q/v projections exist
+        only in its language model); peft wraps its layers in place, so `self.model` sees the adapter."""
+        return self.__dict__.get("_adapted") or self.model
+
+    def __setattr__(self, name, value):
+        if name != "language_model":
+            return super().__setattr__(name, value)
+        if hasattr(value, "peft_config"):  # kept outside the module tree: its layers are self.model's
+            self.__dict__["_adapted"] = value
+        else:  # a plain model again (LoRA merged): it replaces the wrapped one
+            self.__dict__["_adapted"] = None
+            super().__setattr__("model", value)
+
+    def training_logits(self, samples, token_kept_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples split at one placeholder per visual -> (B, L, V) logits and (B, L) labels, with each
+        visual's vision tokens in the placeholder's place (no loss on them)."""
+        if token_kept_ratio < 1:
+            raise ConfigError("train Qwen2-VL at token_kept_ratio 1.0 (reduction is for inference)")
+        config, rows, labels, visuals = self.model.config, [], [], {}
+        for sample in samples:
+            frames = media.Frames(sample.frames, list(range(len(sample.frames))), [], len(sample.frames), None,
+                                  None, "", len(sample.frames) == 1)
+            text, visual = self.visual_inputs(frames)
+            vision = self.tokenizer.encode(text, add_special_tokens=False)
+            ids, lab = list(sample.segments[0]), list(sample.labels[0])
+            for segment, segment_labels in zip(sample.segments[1:], sample.labels[1:]):
+                ids += vision + segment
+                lab += [IGNORE] * len(vision) + segment_labels
+            rows.append(torch.tensor(ids))
+            labels.append(torch.tensor(lab))
+            for key, value in visual.items():
+                visuals[key] = torch.cat([visuals[key], value]) if key in visuals else value
+        ids, mask = pad(rows, side="right", value=self.tokenizer.pad_token_id or 0)
+        label_rows, _ = pad(labels, side="right", value=IGNORE)
+        types = (ids == config.image_token_id).long() + 2 * (ids == config.video_token_id).long()
+        inputs = {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": types, **visuals}
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.model.dtype)
+        return self.model(**inputs).logits, label_rows.to(self.device)
+
+    @property
     def context_length(self) -> int | None:
         return getattr(self.model.config.text_config, "max_position_embeddings", None)
 
@@ -126,17 +170,19 @@ class Qwen2VL(ChatModel):
         chat = get_template(template) if template else self.template
         timings = dict.fromkeys(STAGES, 0.0)
         reply, turns, inputs = Reply(text="", model=self.name, timings=timings), [], {}
+        visual_texts = []
         for role, parts in normalise_messages(messages):
-            pieces = []
+            words, count = [], 0
             for kind, value in parts:
                 if kind == "text":
-                    pieces.append(value)
+                    words.append(value)
                     continue
                 with _timed(timings, "decode"):
                     frames = self.load_frames(value, num_frames=num_frames, fps=fps)
                 with _timed(timings, "preprocess"):
                     text, visual = self.visual_inputs(frames)
-                pieces.append(text)  # where the part stands in the message, as Qwen2-VL's chat template puts it
+                visual_texts.append(text)
+                count += 1
                 for key, value_ in visual.items():
                     inputs[key] = torch.cat([inputs[key], value_]) if key in inputs else value_
                 reply.frame_indices.append(list(frames.indices))
@@ -146,8 +192,11 @@ class Qwen2VL(ChatModel):
                 reply.visual_tokens_per_frame.append(kept)
                 t, h, w = next(iter(v for k, v in visual.items() if k.endswith("grid_thw")))[0].tolist()
                 reply.visual_tokens.append({"patches": t * h * w, "encoder": merged, "language_model": kept})
-            turns.append((role, "".join(pieces)))
-        ids = torch.tensor(self.tokenizer.encode(chat.render(turns), add_special_tokens=False))
+            turns.append((role, user_content([1] * count, " ".join(words), "video", chat.visual_join)))
+        prompt = chat.render(turns)
+        for text in visual_texts:  # each visual's placeholder becomes its vision tokens, in order
+            prompt = prompt.replace(IMAGE_PLACEHOLDER, text, 1)
+        ids = torch.tensor(self.tokenizer.encode(prompt, add_special_tokens=False))
         reply.prompt_tokens = len(ids)
         inputs["input_ids"] = ids
         # which tokens are image (1) or video (2) pads: without it transformers falls back to 1-D positions
@@ -204,7 +253,7 @@ class Qwen2VL(ChatModel):
 
 def default_preset() -> Preset:
     return Preset.of(family="qwen2_vl", num_frames=8, sampling="uniform", token_kept_ratio=1.0,
-                     template={"name": "chatml", "layout": "frames"}, max_new_tokens=512)
+                     template={"name": "qwen2_vl", "layout": "video"}, max_new_tokens=512)
 
 
 def detect(path: Path, config: dict) -> str | None:
@@ -237,8 +286,24 @@ def _processing(path: Path) -> dict:
             "video": bounds(video, 128 * 28 * 28, 28 * 28 * 768)}
 
 
-def save(model, out, layout):
-    raise ConfigError("Qwen2-VL models are read in transformers' own layout; Aurora writes none yet")
+def save(model: Qwen2VL, out, layout: str | None = None) -> None:
+    """transformers' own layout (what `from_pretrained` reads), with the processing sizes and the preset."""
+    import json
+
+    from aurora.models.weights import quiet_transformers
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        model.model.save_pretrained(out)
+    model.tokenizer.save_pretrained(out)
+    p = model.processing
+    image = {"patch_size": p["patch"], "merge_size": p["merge"], "temporal_patch_size": p["temporal"],
+             "min_pixels": p["image"][0], "max_pixels": p["image"][1]}
+    (out / "preprocessor_config.json").write_text(json.dumps(image, indent=2) + "\n")
+    video = {"min_pixels": p["video"][0], "max_pixels": p["video"][1]}
+    (out / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
+    model.preset.save(out)
 
 
 FAMILY = Family(

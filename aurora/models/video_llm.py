@@ -185,6 +185,13 @@ class VideoLLM(ChatModel):
         features = self.tower(frames, token_kept_ratio).features  # (sum T_i, n, C)
         return [self.connector(part) for part in features.split([p.shape[0] for p in pixels])]
 
+    def training_logits(self, samples, token_kept_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training samples (frames + token segments with labels) -> (B, L, V) logits and (B, L) labels."""
+        from aurora.train.batch import build_inputs
+
+        embeds, mask, labels = build_inputs(self, samples, token_kept_ratio)
+        return self.language_model(inputs_embeds=embeds, attention_mask=mask).logits, labels
+
     def embed_prompt(self, prompt: str, visuals: list[torch.Tensor]) -> torch.Tensor:
         """A rendered prompt with one placeholder per block + per-visual (B, n, D) blocks -> (1, L, D)."""
         segments, labels = segment([(prompt, False)], self.tokenizer)

@@ -30,8 +30,7 @@ class CaptionLoss(nn.Module):
 
     def forward(self, samples: list[Sample], token_kept_ratio: float) -> tuple[torch.Tensor, dict]:
         """(summed loss, metrics to average in the log: none here)."""
-        embeds, mask, labels = build_inputs(self.model, samples, token_kept_ratio)
-        logits = self.model.language_model(inputs_embeds=embeds, attention_mask=mask).logits
+        logits, labels = self.model.training_logits(samples, token_kept_ratio)  # each model kind feeds itself
         return token_loss_sum(logits, labels, self.per_sample), {}
 
     def units(self, samples: list[Sample]) -> int:

@@ -65,6 +65,8 @@ def set_trainable(model, parts: tuple[str, ...], lora_rank: int = 0, lora_alpha:
     """Freeze everything, then unfreeze the listed parts; LoRA wraps the language model (peft)."""
     model.requires_grad_(False)
     for part in parts:
+        if not hasattr(model, part):
+            raise ConfigError(f"this {model.preset.family} model has no separate {part}: train it with lora_rank")
         getattr(model, part).requires_grad_(True)
     if lora_rank > 0 and hasattr(model.language_model, "peft_config"):  # an adapter loaded with the model
         for name, param in model.language_model.named_parameters():
@@ -168,7 +170,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     model.train()
     for part in PARTS:  # frozen parts run as at inference (batch-norm statistics stay put)
         if part not in config.train_parts and not (part == "language_model" and config.lora_rank > 0):
-            getattr(model, part).eval()
+            if hasattr(model, part):  # native models have no separate tower / connector
+                getattr(model, part).eval()
     while state.step < config.max_steps:
         micro_batches = []
         for _ in range(config.grad_accum):  # each process takes its slice of the next global batch
