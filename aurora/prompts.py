@@ -10,7 +10,7 @@ is plain data so a checkpoint's preset can name its template.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aurora.errors import ConfigError
 
@@ -120,14 +120,6 @@ TEMPLATES: dict[str, Template] = {
         answer="{content}</s>",
         visual_join="\n USER: ",
     ),
-    "pllava_eval_interleaf": Template(
-        name="pllava_eval_interleaf",
-        system="{content} ",
-        user="USER: {content} ",
-        generation_prompt="ASSISTANT:",
-        answer="{content}</s>",
-        visual_join="\n ",
-    ),
     "chatml": Template(
         name="chatml",
         system="<|im_start|>system\n{content}<|im_end|>\n",
@@ -138,19 +130,11 @@ TEMPLATES: dict[str, Template] = {
         stop=("<|im_end|>",),
         default_system="You are a helpful assistant.",
     ),
-    # Qwen2-VL's chat template: ChatML with the visual's tokens right before the text
-    "qwen2_vl": Template(
-        name="qwen2_vl",
-        system="<|im_start|>system\n{content}<|im_end|>\n",
-        user="<|im_start|>user\n{content}<|im_end|>\n",
-        generation_prompt="<|im_start|>assistant\n",
-        answer="{content}<|im_end|>",
-        separator="\n",
-        stop=("<|im_end|>",),
-        default_system="You are a helpful assistant.",
-        visual_join="",
-    ),
 }
+TEMPLATES["pllava_eval_interleaf"] = replace(TEMPLATES["pllava_eval_alone"], name="pllava_eval_interleaf",
+                                             visual_join="\n ")
+# Qwen2-VL's chat template: ChatML with the visual's tokens right before the text
+TEMPLATES["qwen2_vl"] = replace(TEMPLATES["chatml"], name="qwen2_vl", visual_join="")
 
 
 def get_template(name: str) -> Template:

@@ -12,23 +12,29 @@ from aurora.testing.checkpoints import build_tokenizer
 from aurora.testing.media import make_frames, write_video
 
 
-@pytest.fixture(scope="module")
-def qwen(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qwen2vl")
+def write_tiny(root, config_class, model_class, vision: dict):
+    """A tiny random checkpoint of one of transformers' Qwen-VL classes, with Qwen's vision tokens."""
     tokenizer = build_tokenizer("qwen2")
     tokenizer.add_special_tokens({"additional_special_tokens": list(VISUAL_TOKENS)})
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in VISUAL_TOKENS}
     torch.manual_seed(0)
-    config = Qwen2VLConfig(
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2),
+    config = config_class(
+        vision_config=vision,
         text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id,
                          rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    Qwen2VLForConditionalGeneration(config).eval().save_pretrained(root)
+    model_class(config).eval().save_pretrained(root)
     tokenizer.save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory):
+    root = write_tiny(tmp_path_factory.mktemp("qwen2vl"), Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+                      dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2))
     Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112).save_pretrained(root)
     return root
 
@@ -120,21 +126,9 @@ def test_an_image_and_a_streamed_answer(qwen, tmp_path):
 def test_qwen2_5_vl_spaces_time_by_the_sampled_frames_seconds(tmp_path):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    tokenizer = build_tokenizer("qwen2")
-    tokenizer.add_special_tokens({"additional_special_tokens": list(VISUAL_TOKENS)})
-    ids_ = {t: tokenizer.convert_tokens_to_ids(t) for t in VISUAL_TOKENS}
-    torch.manual_seed(0)
-    config = Qwen2_5_VLConfig(
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64,
-                           window_size=56, fullatt_block_indexes=[1], tokens_per_second=4),
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id,
-                         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
-        image_token_id=ids_["<|image_pad|>"], video_token_id=ids_["<|video_pad|>"],
-        vision_start_token_id=ids_["<|vision_start|>"], vision_end_token_id=ids_["<|vision_end|>"])
-    Qwen2_5_VLForConditionalGeneration(config).eval().save_pretrained(tmp_path / "q25")
-    tokenizer.save_pretrained(tmp_path / "q25")
+    write_tiny(tmp_path / "q25", Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+               dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, window_size=56,
+                    fullatt_block_indexes=[1], tokens_per_second=4))
     model = aurora.load(tmp_path / "q25")
     clip = write_video(tmp_path / "clip.mp4", make_frames(16, 56, 56), fps=8)
     frames = model.load_frames(clip, num_frames=4)  # frames 0, 5, 10, 15 at 8 fps: 0.625 s apart

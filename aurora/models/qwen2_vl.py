@@ -34,14 +34,13 @@ from PIL import Image
 from aurora import media
 from aurora.errors import CheckpointError, ConfigError
 from aurora.generation import Generator
-from aurora.messages import normalise_messages
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
 from aurora.models.splice import pad
 from aurora.models.video_llm import STAGES, ChatModel, _timed
 from aurora.models.weights import from_pretrained, load_tokenizer, read_config
 from aurora.preset import Preset
-from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template, user_content
+from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD
 from aurora.vision.temporal import keep_distinct
 
@@ -169,30 +168,22 @@ class Qwen2VL(ChatModel):
         ratio = self.check_options(num_frames, token_kept_ratio)
         chat = get_template(template) if template else self.template
         timings = dict.fromkeys(STAGES, 0.0)
-        reply, turns, inputs = Reply(text="", model=self.name, timings=timings), [], {}
-        visual_texts = []
-        for role, parts in normalise_messages(messages):
-            words, count = [], 0
-            for kind, value in parts:
-                if kind == "text":
-                    words.append(value)
-                    continue
-                with _timed(timings, "decode"):
-                    frames = self.load_frames(value, num_frames=num_frames, fps=fps)
-                with _timed(timings, "preprocess"):
-                    text, visual = self.visual_inputs(frames)
-                visual_texts.append(text)
-                count += 1
-                for key, value_ in visual.items():
-                    inputs[key] = torch.cat([inputs[key], value_]) if key in inputs else value_
-                reply.frame_indices.append(list(frames.indices))
-                reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
-                merged = text.count("_pad|>")
-                kept = merged if ratio == 1 else max(1, round(ratio * merged))
-                reply.visual_tokens_per_frame.append(kept)
-                t, h, w = next(iter(v for k, v in visual.items() if k.endswith("grid_thw")))[0].tolist()
-                reply.visual_tokens.append({"patches": t * h * w, "encoder": merged, "language_model": kept})
-            turns.append((role, user_content([1] * count, " ".join(words), "video", chat.visual_join)))
+        reply, inputs, visual_texts = Reply(text="", model=self.name, timings=timings), {}, []
+
+        def read_visual(frames: media.Frames) -> int:
+            with _timed(timings, "preprocess"):
+                text, visual = self.visual_inputs(frames)
+            visual_texts.append(text)
+            for key, value in visual.items():
+                inputs[key] = torch.cat([inputs[key], value]) if key in inputs else value
+            merged = text.count("_pad|>")
+            kept = merged if ratio == 1 else max(1, round(ratio * merged))
+            reply.visual_tokens_per_frame.append(kept)
+            t, h, w = next(v for k, v in visual.items() if k.endswith("grid_thw"))[0].tolist()
+            reply.visual_tokens.append({"patches": t * h * w, "encoder": merged, "language_model": kept})
+            return 1  # one placeholder, replaced by the visual's vision tokens below
+
+        turns = self.render_turns(messages, num_frames, fps, reply, chat, read_visual)
         prompt = chat.render(turns)
         for text in visual_texts:  # each visual's placeholder becomes its vision tokens, in order
             prompt = prompt.replace(IMAGE_PLACEHOLDER, text, 1)

@@ -62,6 +62,26 @@ class ChatModel(nn.Module):
             raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
         return check_ratio(self.preset.reducer.token_kept_ratio if token_kept_ratio is None else token_kept_ratio)
 
+    def render_turns(self, messages: list[dict], num_frames, fps, reply: Reply, chat, on_visual) -> list[tuple[str, str]]:
+        """Messages -> (role, text) turns with every visual as its placeholders (the preset's layout).
+
+        Each visual is decoded (timed as "decode"), recorded in `reply`, and handed to
+        `on_visual(frames)`, which encodes it its model's way and returns how many placeholders it takes."""
+        turns = []
+        for role, parts in normalise_messages(messages):
+            words, counts = [], []
+            for kind, value in parts:
+                if kind == "text":
+                    words.append(value)
+                    continue
+                with _timed(reply.timings, "decode"):
+                    frames = self.load_frames(value, num_frames=num_frames, fps=fps)
+                reply.frame_indices.append(list(frames.indices))
+                reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
+                counts.append(on_visual(frames))
+            turns.append((role, user_content(counts, " ".join(words), self.preset.template.layout, chat.visual_join)))
+        return turns
+
     @torch.inference_mode()
     def respond(self, messages: list[dict], num_frames: int | None = None, fps: float | None = None,
                 token_kept_ratio: float | None = None, options: GenerationOptions | None = None,
@@ -209,29 +229,20 @@ class VideoLLM(ChatModel):
         """
         ratio = self.check_options(num_frames, token_kept_ratio)
         chat = get_template(template) if template else self.template
-        timings = dict.fromkeys(STAGES, 0.0)
-        reply = Reply(text="", model=self.name, timings=timings)
-        turns, encoded = [], []
-        for role, parts in normalise_messages(messages):
-            words, block_counts = [], []
-            for kind, value in parts:
-                if kind == "text":
-                    words.append(value)
-                    continue
-                with _timed(timings, "decode"):
-                    frames = self.load_frames(value, num_frames=num_frames, fps=fps)
-                with _timed(timings, "preprocess"):
-                    pixels = self.transform(frames.array)
-                with _timed(timings, "encode"):
-                    blocks, counts = self.encode_counted(pixels, ratio)  # (B, n, D)
-                encoded.append(blocks)
-                reply.frame_indices.append(list(frames.indices))
-                reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
-                reply.visual_tokens_per_frame.append(blocks.shape[1])
-                reply.visual_tokens.append(counts)
-                block_counts.append(blocks.shape[0])
-            turns.append((role, user_content(block_counts, " ".join(words), self.preset.template.layout,
-                                              chat.visual_join)))
+        reply = Reply(text="", model=self.name, timings=dict.fromkeys(STAGES, 0.0))
+        encoded = []
+
+        def encode_visual(frames: media.Frames) -> int:
+            with _timed(reply.timings, "preprocess"):
+                pixels = self.transform(frames.array)
+            with _timed(reply.timings, "encode"):
+                blocks, counts = self.encode_counted(pixels, ratio)  # (B, n, D)
+            encoded.append(blocks)
+            reply.visual_tokens_per_frame.append(blocks.shape[1])
+            reply.visual_tokens.append(counts)
+            return blocks.shape[0]
+
+        turns = self.render_turns(messages, num_frames, fps, reply, chat, encode_visual)
         inputs_embeds = self.embed_prompt(chat.render(turns), encoded)
         reply.prompt_tokens = inputs_embeds.shape[1]
         return inputs_embeds, reply

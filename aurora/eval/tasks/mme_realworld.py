@@ -33,6 +33,7 @@ from aurora.errors import ConfigError
 from aurora.eval.images import write_base64_image
 from aurora.eval.records import read_json_or_jsonl
 from aurora.eval.task import Query, percent
+from aurora.eval.tasks.videomme import LEGACY_ANSWER_PREFIXES
 
 SUMMARY = "MME-RealWorld (en/cn, perception/reasoning): official prompt and letter extraction, per-task accuracy"
 JUDGED = False
@@ -44,15 +45,8 @@ TEST_PROMPT_CN = "根据图像选择上述多项选择题的最佳答案。只�
 LMMS_EVAL_CN = "根据图像选择上述多项选择题的最佳答案。只需回答正确选项的字母（A, B, C, D 或 E）。"
 MAX_NEW_TOKENS = {"official": 64, "lmms-eval": 16}
 TASKS = ("Perception", "Reasoning")
-# As published: the missing commas concatenate neighbouring literals.
-ANSWER_PREFIXES = [
-    "The best answer is",
-    "The correct answer is",
-    "The answer is",
-    "The answer",
-    "The best option is" "The correct option is",
-    "Best answer:" "Best option:",
-]
+# As published: MME-RealWorld's eval script keeps Video-MME's earlier prefix list, missing commas and all.
+ANSWER_PREFIXES = LEGACY_ANSWER_PREFIXES
 
 
 def build_prompt(text: str, choices: list[str], language: str, style: str = "official") -> str:
