@@ -342,6 +342,7 @@ def install_moe_lora(model: nn.Module, config: MoELoRAConfig) -> MoELoRA:
             if leader and gate_name not in by_name:
                 raise ConfigError(f"{name} takes its routing from {gate_name}, which the model lacks")
             layer = MoELoRALinear(base, config, routing, gate_name, owns_gate=leader is None)
+        layer.train(base.training)  # a model in eval mode stays so (no routing noise)
         setattr(parent, leaf, layer)
         layers[name] = layer
     for layer in layers.values():  # followers find the layer whose gate they use

@@ -81,13 +81,11 @@ class Awaker(Qwen2VL):
         """The load-balancing loss of the last training forward (None without one)."""
         return self.adapter.loss()
 
-    @torch.inference_mode()
-    def respond_batch(self, conversations, *args, **kwargs):
-        replies = super().respond_batch(conversations, *args, **kwargs)
+    def annotate(self, replies) -> None:
+        """Each reply gets the experts its request was routed to (row order = the batch's)."""
         names = self.adapter.short_names()
         for row, reply in enumerate(replies):
             reply.routing = self.adapter.routing.report(row, names, self.adapter.config.num_experts)
-        return replies
 
 
 # ---- the family ------------------------------------------------------------------------------------
