@@ -36,7 +36,8 @@ class TrainConfig:
     adapter: str | None = None  # an adapter directory loaded onto `model` first (e.g. PLLaVA's weights)
     adapter_alpha: float | None = None  # its LoRA alpha, if not the saved / family default
     lora_rank: int = 0  # > 0: LoRA (peft) on the language model instead of training it fully; with
-    # `adapter`, that adapter's LoRA trains (its own rank and targets)
+    # `adapter`, that adapter's LoRA trains (its own rank and targets); a model that carries a mixture of
+    # LoRA experts (Awaker) trains that one (its own rank, experts and gates)
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     # a model that carries a mixture of LoRA experts (Awaker): its gates stay fixed, and the weight of
