@@ -274,6 +274,7 @@ def test_a_prompt_without_a_visual_routes_from_the_user_turn():
     assert prompt_span(ids[:8] + [VS, 5, 5] + ids[8:], VS, S, E) == (8, 15)
 
 
+@pytest.mark.slow  # two short training runs (~10 s)
 def test_training_changes_only_the_adapter_and_gates(awaker, clip, tmp_path):
     from aurora.train import load_config, train
 
@@ -298,3 +299,29 @@ def test_training_changes_only_the_adapter_and_gates(awaker, clip, tmp_path):
     assert all(".lora_" in k or ".w_gate." in k or ".ln." in k for k in keys)
     frozen = changed(1, freeze_gates=True)
     assert frozen and not any(".w_gate." in k or ".ln." in k for k in frozen)
+
+
+def test_the_adapter_on_a_plain_causal_lm():
+    """MoE-LoRA needs no vision model: on a Qwen2 causal LM it routes from the given span, once per request."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from aurora.adapters.moe_lora import MoELoRAConfig, install_moe_lora
+
+    torch.manual_seed(0)
+    lm = Qwen2ForCausalLM(Qwen2Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2)).eval()
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        plain = lm(ids).logits
+        adapter = install_moe_lora(lm, MoELoRAConfig(rank=2, alpha=4))
+        for _, param in adapter.named_parameters():
+            param.normal_(0, 0.5)
+        adapter.open(spans=[(1, 6), (0, 9)])
+        ours = lm(ids).logits
+        assert adapter.routing.gate_input.shape == (2, 32) and adapter.routing.decisions == 4  # 2 layers x 2 gates
+        assert not torch.allclose(ours, plain, atol=1e-3)
+        lm.generate(ids, max_new_tokens=3, do_sample=False, attention_mask=torch.ones_like(ids))
+        assert adapter.routing.decisions == 4  # generate went on with the open request's routing
+        adapter.open(spans=[(0, 2), (0, 3)])
+        lm(ids)
+        assert adapter.routing.decisions == 8
