@@ -325,3 +325,26 @@ def test_the_adapter_on_a_plain_causal_lm():
         adapter.open(spans=[(0, 2), (0, 3)])
         lm(ids)
         assert adapter.routing.decisions == 8
+
+
+def test_the_load_balancing_loss_is_the_published_one():
+    from aurora.adapters.moe_lora import balance_loss, route
+
+    torch.manual_seed(3)
+    clean, std = torch.randn(6, 4), 0.1
+    torch.manual_seed(4)
+    expert, p, stats = route(clean, std, 1.0)
+    torch.manual_seed(4)
+    noisy = clean + torch.randn(6, 4) * std
+    probs = torch.softmax(noisy.double(), -1).half().float()
+    assert expert.tolist() == probs.argmax(-1).tolist()
+    first, second = probs.topk(2, -1).values.unbind(-1)
+    importance = torch.zeros(4).index_add(0, expert, first)  # each expert's summed gate values
+    normal = torch.distributions.Normal(0.0, 1.0)
+    load = torch.where(noisy > second[:, None], normal.cdf((clean - second[:, None]) / std),
+                       normal.cdf((clean - first[:, None]) / std)).sum(0)
+
+    def cv2(x):
+        return x.var() / (x.mean() ** 2 + 1e-10)
+
+    torch.testing.assert_close(balance_loss(stats, std), cv2(importance) + cv2(load), atol=1e-3, rtol=1e-3)
