@@ -135,6 +135,11 @@ TEMPLATES["pllava_eval_interleaf"] = replace(TEMPLATES["pllava_eval_alone"], nam
                                              visual_join="\n ")
 # Qwen2-VL's chat template: ChatML with the visual's tokens right before the text
 TEMPLATES["qwen2_vl"] = replace(TEMPLATES["chatml"], name="qwen2_vl", visual_join="")
+# Fallbacks for checkpoints without a chat template of their own (theirs is used when present):
+# LLaVA-OneVision's original conv_qwen_2 (ChatML, the visual on its own line before the text) and
+# LLaVA-NeXT-Video's vicuna prompt ("USER: <video>\n{text} ASSISTANT:", as llava-hf's model cards write it)
+TEMPLATES["llava_onevision"] = replace(TEMPLATES["chatml"], name="llava_onevision")
+TEMPLATES["llava_next_video"] = replace(TEMPLATES["vicuna"], name="llava_next_video")
 
 
 def get_template(name: str) -> Template:
