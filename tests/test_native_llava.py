@@ -285,3 +285,23 @@ def test_lora_fine_tuning_through_aurora_train(tiny, tmp_path):
     assert changed and all("q_proj" in k or "v_proj" in k for k in changed)  # only what LoRA touched
     assert not any("vision_tower" in k for k in changed)
     assert after.caption(clip, num_frames=2, max_new_tokens=3).generated_tokens > 0
+
+
+def test_onevision_takes_one_tile_per_image_when_a_prompt_has_several(tiny, still, tmp_path):
+    root = tiny["llava_onevision"]
+    model = aurora.load(root)
+    other = tmp_path / "other.png"
+    Image.fromarray(make_frames(1, 64, 40, seed=9)[0]).save(other)
+    messages = [{"role": "user", "content": [{"type": "image", "image": str(still)}, {"type": "image", "image": str(other)},
+                                             {"type": "text", "text": "Compare."}]}]
+    inputs, reply = model.prepare(messages)
+    assert reply.visual_tokens_per_frame == [17, 17]  # the processor's num_image_tokens + a newline each
+    processed = LlavaOnevisionImageProcessorPil.from_pretrained(root)(images=[Image.open(still), Image.open(other)],
+                                                                      return_tensors="pt")
+    prompt = PROMPTS["llava_onevision"].format(visual="<image>" * 17 + "\n" + "<image>" * 17)
+    ids = torch.tensor([model.tokenizer.encode(prompt.replace("Describe the video in detail.", "Compare."))])
+    reference = LlavaOnevisionForConditionalGeneration.from_pretrained(root).eval()
+    with torch.no_grad():
+        full = reference(input_ids=ids, pixel_values=processed["pixel_values"], image_sizes=processed["image_sizes"],
+                         batch_num_images=torch.tensor([2])).logits
+        torch.testing.assert_close(model.model(**model.collate([inputs])).logits, full, atol=1e-5, rtol=0)

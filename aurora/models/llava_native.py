@@ -150,34 +150,32 @@ class NativeLlava(NativeModel):
 
     def prompt_ids(self, prompt: str, visuals: list[tuple[str, int]], from_template: bool) -> list[int]:
         """A rendered prompt with one marker per visual -> ids with each visual's token repeated
-        once per feature. Markers: the template's placeholder (visuals in order) or, from the
-        checkpoint's chat template, the model's own image / video tokens (in order per kind)."""
-        tokens = {kind: self.model.config.image_token_id if kind == "image" else self.model.config.video_token_id
-                  for kind in ("image", "video")}
+        once per feature. Markers: the Aurora template's placeholder (one per visual, in order) or,
+        from the checkpoint's chat template, the model's own image / video tokens (in order per
+        kind: such templates may put a message's images before its videos)."""
+        config = self.model.config
+        token_ids = {"image": config.image_token_id, "video": config.video_token_id}
         markers = [IMAGE_PLACEHOLDER] if from_template else list(dict.fromkeys(self.visual_token.values()))
-        pieces = re.split("(" + "|".join(re.escape(m) for m in markers) + ")", prompt)
-        queues = {kind: [count for k, count in visuals if k == kind] for kind in tokens}
-        ordered = iter(visuals)
+        pieces = re.split("(" + "|".join(re.escape(m) for m in markers) + ")", prompt)  # text, marker, text, ...
+        in_order = iter(visuals)
+        per_kind = {kind: iter([v for v in visuals if v[0] == kind]) for kind in token_ids}
         bos = self.tokenizer.bos_token
-        ids, first = [], not (bos and prompt.startswith(bos))  # BOS as the processor's tokenizer call adds it
+        first = not (bos and prompt.startswith(bos))  # BOS as the processor's tokenizer call adds it
+        ids = []
         for i, piece in enumerate(pieces):
             if i % 2 == 0:
                 if piece or first:
                     ids += self.tokenizer.encode(piece, add_special_tokens=first)
                 first = False
                 continue
-            kind, count = next(ordered) if from_template else (k := self.kind_of(piece), queues[k].pop(0))
-            ids += [tokens[kind]] * count
+            kind = "image" if piece == self.visual_token["image"] else "video"
+            kind, count = next(in_order) if from_template else next(per_kind[kind])
+            ids += [token_ids[kind]] * count
         return ids
-
-    def kind_of(self, marker: str) -> str:
-        return "image" if marker == self.visual_token["image"] else "video"
 
     def render(self, read: list, template: str | None) -> tuple[str, bool]:
         """Turns with visuals as ("image" | "video", 1) parts -> the prompt text, and whether the
         preset's (or the named) Aurora template rendered it rather than the checkpoint's."""
-        from aurora.prompts import user_content
-
         if template is None and self.chat_template:
             conversation = [{"role": role, "content": [{"type": kind, "text": value} if kind == "text" else {"type": kind}
                                                       for kind, value in parts]} for role, parts in read]
@@ -186,10 +184,7 @@ class NativeLlava(NativeModel):
                                                       add_generation_prompt=not final, continue_final_message=final)
             return text, False
         chat = get_template(template) if template else self.template
-        turns = [(role, user_content([1 for kind, _ in parts if kind != "text"],
-                                     " ".join(v for k, v in parts if k == "text"), self.preset.template.layout,
-                                     chat.visual_join)) for role, parts in read]
-        return chat.render(turns), True
+        return chat.render(self.layout_turns(read, chat)), True
 
     # ---- answering and training -----------------------------------------------------------------
 
@@ -275,10 +270,10 @@ def family(spec: Spec) -> Family:
         with quiet_transformers():
             image_processor = (processor_class.from_pretrained(path) if (path / "preprocessor_config.json").is_file()
                                else processor_class(**spec.default_image_processor(config)))
-        video = (path / "video_preprocessor_config.json")
-        settings = read_config(path, video.name) if video.is_file() else image_processor.to_dict()
-        video_processor = FrameProcessor.from_config(settings, FrameProcessor.from_config(image_processor.to_dict(),
-                                                                                           FrameProcessor(size=config.vision_config.image_size)))
+        # frames: the video processor's settings, else the image processor's (the tower was trained on those)
+        video_processor = FrameProcessor.from_config(image_processor.to_dict(), FrameProcessor(size=config.vision_config.image_size))
+        if (path / "video_preprocessor_config.json").is_file():
+            video_processor = FrameProcessor.from_config(read_config(path, "video_preprocessor_config.json"), video_processor)
         preset = Preset.load(path, **spec.default_preset().to_dict())
         return NativeLlava(model, tokenizer, preset, spec, image_processor, video_processor, chat_template(path, tokenizer),
                            name=layout)

@@ -67,8 +67,13 @@ class ChatModel(nn.Module):
 
         Each visual is decoded (timed as "decode"), recorded in `reply`, and handed to
         `on_visual(frames)`, which encodes it its model's way and returns how many placeholders it takes."""
+        return self.layout_turns(self.read_messages(messages, num_frames, fps, reply, on_visual), chat)
+
+    def layout_turns(self, read: list[tuple[str, list]], chat) -> list[tuple[str, str]]:
+        """`read_messages`' turns -> (role, text) turns, each visual as its count of placeholders
+        laid out by the preset's layout and `chat`'s join."""
         turns = []
-        for role, parts in self.read_messages(messages, num_frames, fps, reply, on_visual):
+        for role, parts in read:
             words = [value for kind, value in parts if kind == "text"]
             counts = [value for kind, value in parts if kind != "text"]
             turns.append((role, user_content(counts, " ".join(words), self.preset.template.layout, chat.visual_join)))
