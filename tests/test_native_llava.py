@@ -305,3 +305,16 @@ def test_onevision_takes_one_tile_per_image_when_a_prompt_has_several(tiny, stil
         full = reference(input_ids=ids, pixel_values=processed["pixel_values"], image_sizes=processed["image_sizes"],
                          batch_num_images=torch.tensor([2])).logits
         torch.testing.assert_close(model.model(**model.collate([inputs])).logits, full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_the_reducing_path_without_merges_is_transformers_own(tiny, clip, still, name):
+    """At a ratio that merges nothing (r * patches < layers) and keeps every pooled token, Aurora's
+    ToMe tower + unmerge + the family's own pooling give transformers' features exactly."""
+    model = aurora.load(tiny[name])
+    for visual in (model.load_frames(clip, num_frames=4), model.load_frames(still)):
+        pixels, sizes = model.pixels(visual)
+        full, _ = model.encode(pixels, sizes, 1.0)
+        reduced, counts = model.encode(pixels, sizes, 0.999)
+        assert counts["encoder"] == counts["patches"] and reduced.shape == full.shape
+        torch.testing.assert_close(reduced, full, atol=1e-5, rtol=0)
