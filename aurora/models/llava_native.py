@@ -115,7 +115,8 @@ class NativeLlava(NativeModel):
             if sizes is None:
                 tokens = core.get_video_features(pixels[None]).pooler_output[0]
             else:
-                extra = {"batch_num_images": torch.tensor([2])} if single_tile else {}  # OneVision's multi-image rule
+                # OneVision's multi-image rule: a prompt with several images (any count > 1) gets one tile each
+                extra = {"batch_num_images": torch.tensor([2])} if single_tile else {}
                 tokens = core.get_image_features(pixels, sizes.to(self.device), **extra).pooler_output[0]
             return tokens, {"patches": patches, "encoder": patches, "language_model": tokens.shape[0]}
         grid, encoder = self.reduced_tower(pixels, ratio)  # (N, P, C) on the patch grid
