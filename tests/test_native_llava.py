@@ -42,8 +42,7 @@ FAMILIES = {  # name: (config, model, image processor, processor (its token coun
                          LlavaNextVideoProcessor, "llama", "clip_vision_model", -2),
 }
 PROMPTS = {  # Aurora's fallback templates (these tiny tokenizers have no chat template)
-    "llava_onevision": ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{visual}\n"
-                        "Describe the video in detail.<|im_end|>\n<|im_start|>assistant\n"),
+    "llava_onevision": "<|im_start|>user {visual}\nDescribe the video in detail.<|im_end|>\n<|im_start|>assistant\n",
     "llava_next_video": "USER: {visual}\nDescribe the video in detail. ASSISTANT:",
 }
 
@@ -202,9 +201,11 @@ def test_the_checkpoint_chat_template_is_used(tiny, clip, tmp_path):
     embeds = model.model.get_input_embeddings()(torch.tensor(expected))
     text = torch.tensor(expected) != model.model.config.video_token_id
     torch.testing.assert_close(inputs["inputs_embeds"][text], embeds[text])
-    fallback, _ = model.prepare([{"role": "user", "content": [{"type": "video", "video": frames},
-                                                              {"type": "text", "text": "What moves?"}]}], template="llava_onevision")
-    assert fallback["inputs_embeds"].shape[0] != len(expected)  # a named template wins over the checkpoint's
+    messages = [{"role": "user", "content": [{"type": "video", "video": frames}, {"type": "text", "text": "What moves?"}]}]
+    fallback, _ = model.prepare(messages, template="llava_onevision")  # what training renders: the same prompt
+    torch.testing.assert_close(fallback["inputs_embeds"], inputs["inputs_embeds"], atol=0, rtol=0)
+    other, _ = model.prepare(messages, template="chatml")
+    assert other["inputs_embeds"].shape[0] != len(expected)  # a named template wins over the checkpoint's
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -9,7 +9,8 @@ processor of the family, whose anyres tiling (best grid of tiles + the whole ima
 
 Prompt: the checkpoint's chat template (the tokenizer's, or chat_template.json / .jinja) where it
 has one, each visual as its model's `<image>` / `<video>` token; else the preset's Aurora template
-(a family fallback in aurora.prompts). Each visual's token then becomes one per feature.
+(a family fallback in aurora.prompts, which renders a turn of visuals then text as llava-hf's
+published templates do; training renders with it). Each visual's token then becomes one per feature.
 
 Token reduction at `token_kept_ratio` r < 1 (at 1.0 the features are transformers' own
 `get_video_features` / `get_image_features`):
