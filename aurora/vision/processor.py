@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from aurora.errors import ConfigError
 from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD
 
 RESAMPLE = {0: Image.NEAREST, 1: Image.LANCZOS, 2: Image.BILINEAR, 3: Image.BICUBIC, 4: Image.BOX, 5: Image.HAMMING}
@@ -38,7 +39,12 @@ class FrameProcessor:
         size, crop = default.size, default.crop
         if config.get("do_resize", True) and isinstance(config.get("size"), dict):
             given = config["size"]
-            size = given["shortest_edge"] if "shortest_edge" in given else (given["height"], given["width"])
+            if "shortest_edge" in given:
+                size = given["shortest_edge"]
+            elif {"height", "width"} <= set(given):
+                size = (given["height"], given["width"])
+            else:
+                raise ConfigError(f"a processor size of {given} is not one Aurora reads: give shortest_edge or height and width")
         if "do_center_crop" in config or "crop_size" in config:
             given = config.get("crop_size") if config.get("do_center_crop", True) else None
             crop = (given["height"], given["width"]) if isinstance(given, dict) else None
