@@ -135,6 +135,15 @@ TEMPLATES["pllava_eval_interleaf"] = replace(TEMPLATES["pllava_eval_alone"], nam
                                              visual_join="\n ")
 # Qwen2-VL's chat template: ChatML with the visual's tokens right before the text
 TEMPLATES["qwen2_vl"] = replace(TEMPLATES["chatml"], name="qwen2_vl", visual_join="")
+# Fallbacks for LLaVA-style checkpoints without a chat template of their own (theirs is used when
+# present), and what training renders: a turn of visuals then text comes out as llava-hf's published
+# chat templates write it, so fine-tuning and answering agree. LLaVA-OneVision: ChatML with a space
+# after the role ("<|im_start|>user <video>\n{text}<|im_end|>\n"), no default system message;
+# LLaVA-NeXT-Video: vicuna ("USER: <video>\n{text} ASSISTANT:").
+TEMPLATES["llava_onevision"] = replace(TEMPLATES["chatml"], name="llava_onevision", default_system="",
+                                       system="<|im_start|>system \n{content}<|im_end|>\n",
+                                       user="<|im_start|>user {content}<|im_end|>\n")
+TEMPLATES["llava_next_video"] = replace(TEMPLATES["vicuna"], name="llava_next_video")
 
 
 def get_template(name: str) -> Template:

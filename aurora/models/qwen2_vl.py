@@ -37,7 +37,8 @@ from aurora.generation import Generator
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
 from aurora.models.splice import pad
-from aurora.models.video_llm import STAGES, ChatModel, _timed
+from aurora.models.native import NativeModel
+from aurora.models.video_llm import STAGES, _timed
 from aurora.models.weights import from_pretrained, load_tokenizer, read_config
 from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
@@ -89,7 +90,7 @@ def frame_interval(frames: media.Frames) -> float:
     return 1.0 / (frames.fps or 2.0)
 
 
-class Qwen2VL(ChatModel):
+class Qwen2VL(NativeModel):
     """A native family's model: transformers' module answers; Aurora feeds it."""
 
     def __init__(self, model, tokenizer, preset: Preset, processing: dict, name: str = "qwen2-vl"):
@@ -98,25 +99,6 @@ class Qwen2VL(ChatModel):
         self.processing = processing  # patch, merge, temporal, min/max pixels (images and videos)
         self.template = get_template(preset.template.name)
         self.generator = Generator(model, tokenizer, self.template.stop, VISUAL_TOKENS, preset.generation.max_new_tokens)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def language_model(self):
-        """The module LoRA wraps and training saves: the whole transformers model (q/v projections exist
-        only in its language model); peft wraps its layers in place, so `self.model` sees the adapter."""
-        return self.__dict__.get("_adapted") or self.model
-
-    def __setattr__(self, name, value):
-        if name != "language_model":
-            return super().__setattr__(name, value)
-        if hasattr(value, "peft_config"):  # kept outside the module tree: its layers are self.model's
-            self.__dict__["_adapted"] = value
-        else:  # a plain model again (LoRA merged): it replaces the wrapped one
-            self.__dict__["_adapted"] = None
-            super().__setattr__("model", value)
 
     def training_logits(self, samples, token_kept_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Samples split at one placeholder per visual -> (B, L, V) logits and (B, L) labels, with each
@@ -151,10 +133,6 @@ class Qwen2VL(ChatModel):
             if key in inputs:
                 inputs[key] = inputs[key].to(self.model.dtype)
         return inputs, label_rows.to(self.device)
-
-    @property
-    def context_length(self) -> int | None:
-        return getattr(self.model.config.text_config, "max_position_embeddings", None)
 
     def visual_inputs(self, frames: media.Frames) -> tuple[str, dict]:
         """The placeholder text and the model inputs of one visual."""
