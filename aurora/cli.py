@@ -175,6 +175,7 @@ def caption_record(reply, args) -> dict:
         "prompt_tokens": reply.prompt_tokens,
         "generated_tokens": reply.generated_tokens,
         "timings": reply.timings,
+        **({"clips": reply.clips[0]} if reply.clips else {}),  # clip-sampled models (Apollo): [start, end] s
     }
 
 
