@@ -340,9 +340,11 @@ def test_logits_equal_an_independent_composition(apollo_dir, apollo):
 def test_tome_on_the_siglip_tower_keeps_one_block_per_clip(apollo):
     array = np.random.default_rng(1).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
     frames = media.Frames(array, [0, 1, 2, 3], [0, 0.5, 1, 1.5], 4, 2.0, 2.0, "v.mp4", False, clips=[(0.0, 1.5)])
-    full, merged = apollo.encode(frames, 1.0), apollo.encode(frames, 0.5)
+    (full, before), (merged, after) = apollo.encode_counted(frames, 1.0), apollo.encode_counted(frames, 0.5)
     assert full.shape == merged.shape == (1, 3, 32)
     assert not torch.allclose(full, merged)
+    assert before == {"patches": 4 * 9 + 4 * 4, "encoder": 4 * 9 + 4 * 4, "language_model": 3}
+    assert after["patches"] == before["patches"] and after["encoder"] < before["encoder"]
 
 
 def test_a_video_caption_reports_its_clips_and_save_writes_the_published_layout(apollo, tmp_path):

@@ -100,7 +100,8 @@ class SiglipClipTower(nn.Module):
         t = clips.shape[1]
         out = self.tower(clips.flatten(0, 1), token_kept_ratio, track_source=token_kept_ratio < 1)
         features = unmerge(out.features, out.source) if out.source is not None else out.features  # (B T, h w, D)
-        return features.reshape(b, t, self.grid[1], self.grid[2], -1)
+        kept = out.features.shape[0] * out.features.shape[1]
+        return features.reshape(b, t, self.grid[1], self.grid[2], -1), kept
 
 
 class InternVideo2ClipTower(nn.Module):
@@ -122,7 +123,7 @@ class InternVideo2ClipTower(nn.Module):
 
     def forward(self, clips: torch.Tensor, out_frames: int, token_kept_ratio: float = 1.0) -> torch.Tensor:
         x = self.model(clips.transpose(1, 2), self.select_layer)[:, 1:]  # (B, T' h w, D)
-        return x.reshape(x.shape[0], *self.grid, -1)
+        return x.reshape(x.shape[0], *self.grid, -1), x.shape[0] * x.shape[1]
 
 
 class ApolloVision(nn.Module):
@@ -139,16 +140,20 @@ class ApolloVision(nn.Module):
     def preprocess(self, frames: np.ndarray) -> list[torch.Tensor]:
         return [tower.preprocess(frames) for tower in self.towers.values()]  # per tower (N, 3, S, S)
 
-    def forward(self, pixels: list[torch.Tensor], token_kept_ratio: float = 1.0) -> torch.Tensor:
-        """Per tower (B, T, 3, S, S) clips -> (B, T h w, sum D)."""
-        features = []
+    def forward(self, pixels: list[torch.Tensor], token_kept_ratio: float = 1.0, counts: bool = False):
+        """Per tower (B, T, 3, S, S) clips -> (B, T h w, sum D); with counts=True also the towers'
+        {"patches", "encoder"} token counts (patches in, tokens passed on after ToMe)."""
+        features, tally = [], {"patches": 0, "encoder": 0}
         for tower, clips in zip(self.towers.values(), pixels):
-            x = tower(clips, self.grid[0], token_kept_ratio)  # (B, t, h, w, D)
+            x, kept = tower(clips, self.grid[0], token_kept_ratio)  # (B, t, h, w, D)
+            tally["patches"] += x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3]
+            tally["encoder"] += kept
             if tuple(x.shape[1:4]) != self.grid:
                 x = F.interpolate(x.permute(0, 4, 1, 2, 3).float(), size=self.grid, mode="trilinear",
                                   align_corners=False).to(x.dtype).permute(0, 2, 3, 4, 1)
             features.append(x)
-        return torch.cat(features, dim=-1).flatten(1, 3)
+        features = torch.cat(features, dim=-1).flatten(1, 3)
+        return (features, tally) if counts else features
 
 
 # ---- the model ------------------------------------------------------------------------------------
@@ -187,18 +192,28 @@ class Apollo(ChatModel):
                                 self.model_max_length, self.clip_sampling_ratio, size=self.decode_size)
 
     def encode(self, frames: media.Frames, token_kept_ratio: float = 1.0) -> torch.Tensor:
-        """A clip-sampled video -> (num_clips, num_output_tokens, D) blocks, ENCODE_CLIPS clips at a time."""
+        """A clip-sampled video -> (num_clips, num_output_tokens, D) blocks."""
+        return self.encode_counted(frames, token_kept_ratio)[0]
+
+    def encode_counted(self, frames: media.Frames, token_kept_ratio: float = 1.0) -> tuple[torch.Tensor, dict]:
+        """`encode`, and the visual tokens after each stage: the towers' patches, what they pass on
+        (SigLIP's after ToMe), what reaches the language model. ENCODE_CLIPS clips are preprocessed
+        and encoded at a time, so memory follows that, not the video's length."""
         if not frames.clips:
             raise ConfigError("Apollo reads videos as clips: load them with media.load_clips (model.load_frames)")
-        per_tower = self.vision.preprocess(frames.array)  # per tower (N, 3, S, S)
-        n = len(frames.clips)
-        if per_tower[0].shape[0] != n * self.frames_per_clip:
-            raise ConfigError(f"{per_tower[0].shape[0]} frames for {n} clips of {self.frames_per_clip}")
+        n, per_clip = len(frames.clips), self.frames_per_clip
+        if frames.array.shape[0] != n * per_clip:
+            raise ConfigError(f"{frames.array.shape[0]} frames for {n} clips of {per_clip}")
         dtype = next(self.connector.parameters()).dtype
-        clips = [p.view(n, self.frames_per_clip, *p.shape[1:]).to(self.device, dtype) for p in per_tower]
-        blocks = [self.connector(self.vision([c[i:i + ENCODE_CLIPS] for c in clips], token_kept_ratio))
-                  for i in range(0, n, ENCODE_CLIPS)]
-        return torch.cat(blocks)
+        blocks, counts = [], {"patches": 0, "encoder": 0}
+        for start in range(0, n, ENCODE_CLIPS):
+            part = frames.array[start * per_clip:(start + ENCODE_CLIPS) * per_clip]
+            clips = [p.view(-1, per_clip, *p.shape[1:]).to(self.device, dtype) for p in self.vision.preprocess(part)]
+            features, part_counts = self.vision(clips, token_kept_ratio, counts=True)
+            blocks.append(self.connector(features))
+            counts = {k: counts[k] + part_counts[k] for k in counts}
+        blocks = torch.cat(blocks)
+        return blocks, {**counts, "language_model": blocks.shape[0] * blocks.shape[1]}
 
     def visual_text(self, frames: media.Frames) -> str:
         """Apollo's timed text for a clip-sampled video (its length: frame count over average rate)."""
@@ -218,11 +233,11 @@ class Apollo(ChatModel):
 
         def encode_visual(frames: media.Frames) -> str:
             with _timed(reply.timings, "encode"):
-                blocks = self.encode(frames, ratio)
+                blocks, counts = self.encode_counted(frames, ratio)
             encoded.append(blocks)
             reply.clips.append([[round(s, 6), round(e, 6)] for s, e in frames.clips])
-            reply.visual_tokens_per_frame.append(blocks.shape[1])
-            reply.visual_tokens.append({"clips": blocks.shape[0], "language_model": blocks.shape[0] * blocks.shape[1]})
+            reply.visual_tokens_per_frame.append(blocks.shape[1])  # tokens per clip
+            reply.visual_tokens.append(counts)
             return self.visual_text(frames)
 
         turns = self.render_turns(messages, num_frames, fps, reply, chat, encode_visual)
