@@ -371,3 +371,20 @@ def test_cli_json_lists_the_clips(apollo_dir, tmp_path, capsys):
     assert main(["caption", clip, "--model", str(apollo_dir), "--json", "--max-new-tokens", "2"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert [len(c) for c in record["clips"]] == [2, 2, 2] and record["clips"][0][0] < record["clips"][-1][0]
+
+
+def test_the_gui_shows_the_clips_on_a_timeline():
+    from aurora.models.reply import Reply
+    from aurora.serve.gui import stats_markdown
+    from aurora.serve.timeline import BAR, clip_timeline
+
+    array = np.zeros((8, 20, 30, 3), dtype=np.uint8)
+    frames = media.Frames(array, list(range(8)), [0.0] * 8, 100, 10.0, 10.0, "v.mp4", False, clips=[(1.0, 2.5), (6.0, 7.5)])
+    picture = clip_timeline(frames, width=1001)
+    bar = picture[4 + BAR // 2]  # a row through the bar: the clips are coloured, the rest is grey
+    coloured = np.flatnonzero((bar != 225).any(axis=1))
+    assert coloured.tolist() == list(range(100, 251)) + list(range(600, 751))
+    assert (picture[8 + BAR:, 101:100 + 108] == 0).all()  # the first clip's (black) frame under its start
+    reply = Reply(text="", model="m", frame_indices=[list(range(8))], visual_tokens_per_frame=[3],
+                  clips=[[[1.0, 2.5], [6.0, 7.5]]])
+    assert "2 clips x 3 visual tokens = **6 visual tokens** (seconds 1.0-2.5, 6.0-7.5)" in stats_markdown(reply)
