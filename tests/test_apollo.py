@@ -388,3 +388,16 @@ def test_the_gui_shows_the_clips_on_a_timeline():
     reply = Reply(text="", model="m", frame_indices=[list(range(8))], visual_tokens_per_frame=[3],
                   clips=[[[1.0, 2.5], [6.0, 7.5]]])
     assert "2 clips x 3 visual tokens = **6 visual tokens** (seconds 1.0-2.5, 6.0-7.5)" in stats_markdown(reply)
+
+
+def test_siglip_preprocessing_is_apollos_pad_then_the_siglip_processor(apollo):
+    from PIL import Image
+    from transformers import SiglipImageProcessorPil
+
+    frames = np.random.default_rng(2).integers(0, 256, size=(2, 30, 50, 3), dtype=np.uint8)
+    ours = apollo.vision.towers[TOWERS[0]].preprocess(frames)
+    padded = np.full((2, 50, 50, 3), 127, dtype=np.uint8)  # int(0.5 x 255), the frame centred
+    padded[:, 10:40] = frames
+    processor = SiglipImageProcessorPil(size={"height": 42, "width": 42})
+    expected = processor(images=[Image.fromarray(f) for f in padded], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(ours, expected.float(), atol=1e-5, rtol=0)
