@@ -118,7 +118,7 @@ class InternVideo2ClipTower(nn.Module):
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(square(frames, self.mean)).permute(0, 3, 1, 2).float()  # (T, 3, S0, S0)
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        x = x / 255.0
+        x = x.round().clamp(0, 255) / 255.0  # OpenCV resizes uint8 to uint8
         return (x - torch.tensor(self.mean).view(1, 3, 1, 1)) / torch.tensor(self.std).view(1, 3, 1, 1)
 
     def forward(self, clips: torch.Tensor, out_frames: int, token_kept_ratio: float = 1.0) -> torch.Tensor:
