@@ -319,7 +319,7 @@ def test_logits_equal_an_independent_composition(apollo_dir, apollo):
                                        torch.cat([a, b], -1).flatten(1, 3)).reshape(-1, 32)  # (clips x 3, D)
 
         # the published prompt and tokenisation: text pieces tokenised apart, one feature per video token
-        head = f"You are provided the following series of two, 2 second clips from a 0:00:04 [H:MM:SS] video.\n"
+        head = "You are provided the following series of two, 2 second clips from a 0:00:04 [H:MM:SS] video.\n"
         video = head + ",\n".join(f"{s}-{e} seconds: " + "<|video_token|>" * 3 for s, e in clips)
         prompt = ("<|im_start|>system\n\nYou are a helpful vision-language assistant.<|im_end|>\n<|im_start|>user\n"
                   + video + "\n\n" + question + "<|im_end|>\n<|im_start|>assistant\n")
