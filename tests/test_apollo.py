@@ -230,6 +230,17 @@ def test_the_published_layout_loads_strictly(apollo_dir, apollo, tmp_path):
             aurora.load(broken)
 
 
+def test_internvideo2_weights_nested_under_a_prefix_load_too(tmp_path):
+    from aurora.vision.internvideo2 import InternVideo2, InternVideo2Config
+
+    published = iv2_weights(torch.Generator().manual_seed(3))
+    model = InternVideo2(InternVideo2Config.from_dict(IV2))
+    model.load_published({f"vision_encoder.{k}": v for k, v in published.items()}, tmp_path)
+    torch.testing.assert_close(model.state_dict()["pos_embed"], published["pos_embed"])
+    with pytest.raises(CheckpointError, match="missing"):
+        model.load_published({k: v for k, v in published.items() if k != "cls_token"}, tmp_path)
+
+
 @pytest.mark.parametrize("edit, words", [
     (lambda c, r: c.update(use_mm_start_end=True), "use_mm_start_end"),
     (lambda c, r: c["vision_tower_cfg"].update(vision_towers=["clip-vit"]), "not 'clip-vit'"),

@@ -164,7 +164,12 @@ class InternVideo2(nn.Module):
         return x
 
     def load_published(self, state: dict, where) -> None:
-        """Strict load of a published state dict; only the CLIP-distillation heads may be extra."""
+        """Strict load of a published state dict; only the CLIP-distillation heads may be extra. Keys
+        under one wrapper prefix (e.g. "vision_encoder.", as InternVideo2's own checkpoints nest
+        them) are read from under it."""
         from aurora.models.weights import load_strict
 
+        anchor = "patch_embed.proj.weight"
+        prefix = next((k[: -len(anchor)] for k in state if k.endswith(anchor)), "")
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         load_strict(self, {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}, where)
