@@ -94,7 +94,8 @@ class SiglipClipTower(nn.Module):
         x = (resized.astype(np.float32) / 255.0 - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
         return torch.from_numpy(x).permute(0, 3, 1, 2)
 
-    def forward(self, clips: torch.Tensor, out_frames: int, token_kept_ratio: float = 1.0) -> torch.Tensor:
+    def forward(self, clips: torch.Tensor, out_frames: int, token_kept_ratio: float = 1.0) -> tuple[torch.Tensor, int]:
+        """-> (B, T, h, w, D) features and the tokens the tower passed on (after ToMe)."""
         b, t = clips.shape[:2]
         clips = clips[:, :: max(1, t // out_frames)]  # Apollo strides frames down to the common T
         t = clips.shape[1]
@@ -121,7 +122,8 @@ class InternVideo2ClipTower(nn.Module):
         x = x.round().clamp(0, 255) / 255.0  # OpenCV resizes uint8 to uint8
         return (x - torch.tensor(self.mean).view(1, 3, 1, 1)) / torch.tensor(self.std).view(1, 3, 1, 1)
 
-    def forward(self, clips: torch.Tensor, out_frames: int, token_kept_ratio: float = 1.0) -> torch.Tensor:
+    def forward(self, clips: torch.Tensor, out_frames: int, token_kept_ratio: float = 1.0) -> tuple[torch.Tensor, int]:
+        """-> (B, T', h, w, D) features and their token count (no reduction in this tower)."""
         x = self.model(clips.transpose(1, 2), self.select_layer)[:, 1:]  # (B, T' h w, D)
         return x.reshape(x.shape[0], *self.grid, -1), x.shape[0] * x.shape[1]
 
