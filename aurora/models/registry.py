@@ -46,6 +46,7 @@ class Family:
 _FAMILIES: dict[str, str | Family] = {
     "pllava": "aurora.models.pllava:FAMILY",  # before AuroraCap: both read model_type "llava"
     "auroracap": "aurora.models.auroracap:FAMILY",
+    "awaker": "aurora.models.awaker:FAMILY",  # before Qwen2-VL: both read model_type "qwen2_vl"
     "qwen2_vl": "aurora.models.qwen2_vl:FAMILY",
     "apollo": "aurora.models.apollo:FAMILY",
 }

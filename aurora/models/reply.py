@@ -25,6 +25,8 @@ class Reply:
     generated_tokens: int = 0
     finish_reason: str = ""  # stop / length / cancelled
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    # mixture-of-experts models: the expert each gate chose ({"experts", "weights", "histogram"}); {} otherwise
+    routing: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -115,7 +115,12 @@ class ChatModel(nn.Module):
             reply.timings["generate"] = (end - first) if first else 0.0
             reply.timings = {k: round(v, 6) for k, v in reply.timings.items()}
             replies.append(reply)
+        self.annotate(replies)
         return replies
+
+    def annotate(self, replies: list[Reply]) -> None:
+        """Called with the replies of a generated batch, in its row order: a model adds what else it
+        reports per answer (a mixture of experts: the routing). Nothing by default."""
 
     def chat(self, messages: list[dict], stream: bool = False, **kwargs) -> "Reply | ReplyStream":
         """Answer a conversation; with stream=True, iterate over text deltas as they come."""

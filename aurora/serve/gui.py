@@ -131,12 +131,12 @@ def stats_markdown(reply) -> str:
     return "\n".join(lines)
 
 
-def build_gui(model=None, model_path: str | None = None, device: str = "auto", dtype: str = "auto",
-              trust_remote_code: bool = False):
-    """The Gradio Blocks app; `model` may be preloaded (then `model_path` names it)."""
+def build_gui(model=None, model_path: str | None = None, **load_kwargs):
+    """The Gradio Blocks app; `model` may be preloaded (then `model_path` names it); `load_kwargs`
+    (device, dtype, trust_remote_code, adapter, lora_alpha) are `aurora.load`'s for the path box."""
     import gradio as gr
 
-    cache = ModelCache(model_path, model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    cache = ModelCache(model_path, model, **load_kwargs)
     max_new = model.preset.generation.max_new_tokens if model is not None else DEFAULT_MAX_NEW_TOKENS
 
     with gr.Blocks(title="Aurora", analytics_enabled=False) as demo:
@@ -190,8 +190,7 @@ def local_theme():
                              font_mono=["ui-monospace", "monospace"])
 
 
-def launch_gui(model=None, host: str = "127.0.0.1", port: int = 7860, device: str = "auto", dtype: str = "auto",
-               trust_remote_code: bool = False, block: bool = True):
+def launch_gui(model=None, host: str = "127.0.0.1", port: int = 7860, block: bool = True, **load_kwargs):
     """Build and serve the app; `model` is a path / hub id (loaded now) or a loaded VideoLLM."""
     import os
 
@@ -202,8 +201,8 @@ def launch_gui(model=None, host: str = "127.0.0.1", port: int = 7860, device: st
     if model is not None and not isinstance(model, (str, Path)):
         path, loaded = str(getattr(model, "name", "")), model
     elif path is not None:
-        loaded = load(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    demo = build_gui(loaded, path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        loaded = load(path, **load_kwargs)
+    demo = build_gui(loaded, path, **load_kwargs)
     demo.queue(default_concurrency_limit=1)  # one generation at a time: the model is shared
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False,
                 theme=local_theme(), quiet=not block, share=False)

@@ -305,6 +305,7 @@ def aurora_extension(reply, token_kept_ratio: float, extra_timings: dict[str, fl
         "visual_tokens": sum(n * t for n, t in zip([len(c) for c in reply.clips] or frames, reply.visual_tokens_per_frame)),
         "token_kept_ratio": token_kept_ratio,
         "timings": {**{k: round(v, 6) for k, v in extra_timings.items()}, **reply.timings},
+        **({"routing": reply.routing} if getattr(reply, "routing", None) else {}),  # MoE: experts chosen
         **({"clips": reply.clips} if reply.clips else {}),  # per visual read as clips (Apollo): [start, end] s
     }
 
