@@ -180,6 +180,7 @@ def caption_record(reply, args) -> dict:
         "generated_tokens": reply.generated_tokens,
         "timings": reply.timings,
         **({"routing": reply.routing} if reply.routing else {}),  # mixture-of-experts models: experts chosen
+        **({"clips": reply.clips[0]} if reply.clips else {}),  # clip-sampled models (Apollo): [start, end] s
     }
 
 

@@ -50,6 +50,7 @@ _FAMILIES: dict[str, str | Family] = {
     "qwen2_vl": "aurora.models.qwen2_vl:FAMILY",
     "llava_onevision": "aurora.models.llava_onevision:FAMILY",
     "llava_next_video": "aurora.models.llava_next_video:FAMILY",
+    "apollo": "aurora.models.apollo:FAMILY",
 }
 
 

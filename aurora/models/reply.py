@@ -20,6 +20,7 @@ class Reply:
     visual_tokens_per_frame: list[int] = field(default_factory=list)  # per visual: tokens per block
     # per visual: tokens after each stage, {"patches", "encoder" (after ToMe), "language_model"}
     visual_tokens: list[dict[str, int]] = field(default_factory=list)
+    clips: list[list[list[float]]] = field(default_factory=list)  # per visual read as clips: [start, end] s each
     prompt_tokens: int = 0
     generated_tokens: int = 0
     finish_reason: str = ""  # stop / length / cancelled
