@@ -375,6 +375,17 @@ def test_a_video_caption_reports_its_clips_and_save_writes_the_published_layout(
                                again.language_model(inputs_embeds=after).logits)
 
 
+def test_frame_options_the_clip_rule_overrides_are_warned_about(apollo, tmp_path):
+    import warnings
+
+    clip = write_video(tmp_path / "clip.mp4", make_frames(24, 48, 64), fps=8)
+    with pytest.warns(UserWarning, match="--num-frames / --fps are not used"):
+        apollo.caption(clip, num_frames=3, max_new_tokens=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apollo.caption(clip, max_new_tokens=1)  # the defaults say nothing
+
+
 def test_cli_json_lists_the_clips(apollo_dir, tmp_path, capsys):
     from aurora.cli import main
 

@@ -23,6 +23,7 @@ its tokenizer), `vision_tower/config.json` (`vision_towers`: the subfolder names
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +230,9 @@ class Apollo(ChatModel):
 
     def prepare(self, messages, num_frames=None, fps=None, token_kept_ratio=None, template=None):
         ratio = self.check_options(num_frames, token_kept_ratio)
+        if fps is not None or num_frames not in (None, self.preset.media.num_frames):
+            warnings.warn(f"Apollo samples clips by its published rule ({self.frames_per_clip} frames per "
+                          f"{self.clip_duration} s clip): --num-frames / --fps are not used", stacklevel=2)
         chat = get_template(template) if template else self.template
         reply = Reply(text="", model=self.name, timings=dict.fromkeys(STAGES, 0.0))
         encoded = []
