@@ -131,6 +131,30 @@ TEMPLATES: dict[str, Template] = {
         default_system="You are a helpful assistant.",
     ),
 }
+# Video-LLaMA's default_conversation (conversation_video.py, SeparatorStyle.SINGLE with sep "###" and
+# an empty system): "###Human: {msg}###Assistant: {answer}###Human: ...###Assistant:".
+TEMPLATES["video_llama"] = Template(
+    name="video_llama",
+    system="{content}",
+    user="###Human: {content}",
+    generation_prompt="###Assistant:",
+    answer=" {content}",
+    stop=("###",),
+    visual_join=" ",  # Chat.ask joins the visual's message and the question with a space
+)
+# Video-LLaMA's conv_llava_llama_2 (SeparatorStyle.LLAMA_2): the system inside the first [INST], later
+# turns "<s>[INST] {msg} [/INST]", answers " {answer} </s>".
+TEMPLATES["video_llama_2"] = Template(
+    name="video_llama_2",
+    system="[INST] <<SYS>>\n{content}\n<</SYS>>\n\n",
+    user="{content} [/INST]",
+    generation_prompt="",
+    answer=" {content} </s>",
+    separator="<s>[INST] ",
+    default_system="You are a helpful language and vision assistant. You are able to understand the visual content "
+                   "that the user provides, and assist the user with a variety of tasks using natural language.",
+    visual_join=" ",
+)
 TEMPLATES["pllava_eval_interleaf"] = replace(TEMPLATES["pllava_eval_alone"], name="pllava_eval_interleaf",
                                              visual_join="\n ")
 # Qwen2-VL's chat template: ChatML with the visual's tokens right before the text
@@ -159,14 +183,16 @@ class TemplateSettings:
             raise ConfigError(f"invalid preset: layout must be one of {LAYOUTS}")
 
 
-def user_content(block_counts: list[int], text: str, layout: str = "frames", join: str = "\n") -> str:
+def user_content(block_counts: list[int | str], text: str, layout: str = "frames", join: str = "\n") -> str:
     """A user turn's text: per visual, its placeholders (one per token block, joined by spaces),
     each visual on its own line, then a newline and the text (AuroraCap: "<image> <image>\n{prompt}").
 
-    `layout` "video" expects one block per visual (the whole video behind one placeholder)."""
-    if layout == "video" and any(count != 1 for count in block_counts):
+    A visual given as a string is its own text with its placeholders in it (Video-LLaMA words each
+    visual: "<Video><image></Video> The video contains ..."). `layout` "video" expects one block per
+    visual (the whole video behind one placeholder)."""
+    if layout == "video" and any(isinstance(count, int) and count != 1 for count in block_counts):
         raise ConfigError(f"layout 'video' takes one token block per visual, got {block_counts}")
-    lines = [" ".join([IMAGE_PLACEHOLDER] * count) for count in block_counts]
+    lines = [count if isinstance(count, str) else " ".join([IMAGE_PLACEHOLDER] * count) for count in block_counts]
     return "\n".join(lines) + join + text if lines else text
 
 

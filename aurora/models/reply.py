@@ -24,6 +24,7 @@ class Reply:
     generated_tokens: int = 0
     finish_reason: str = ""  # stop / length / cancelled
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    audio: list[str] = field(default_factory=list)  # per visual, for models with an audio branch: how its sound was used
 
     def to_dict(self) -> dict:
         return asdict(self)
