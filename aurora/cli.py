@@ -149,7 +149,8 @@ def run_caption(args) -> int:
     from aurora import media
 
     visual = _visual_path(args)
-    media.check_visual(visual)  # fail on a bad file before spending time on the model
+    if not visual.lower().endswith(media.AUDIO_EXTENSIONS):  # sound only: for a model with an audio branch
+        media.check_visual(visual)  # fail on a bad file before spending time on the model
     model = load_model(args)
     write = None if args.json else _stdout_writer()
     reply = model.caption(visual, prompt=args.prompt, **generation_kwargs(args), on_text=write)
@@ -175,6 +176,7 @@ def caption_record(reply, args) -> dict:
         "prompt_tokens": reply.prompt_tokens,
         "generated_tokens": reply.generated_tokens,
         "timings": reply.timings,
+        **({"audio": reply.audio[0]} if reply.audio else {}),  # models with an audio branch: how the sound was used
     }
 
 

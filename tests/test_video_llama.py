@@ -282,3 +282,44 @@ def test_llama_2_template_renders_the_published_way():
     vicuna = get_template("video_llama")
     assert vicuna.render([("user", "A"), ("assistant", "B"), ("user", "C")]) == "###Human: A###Assistant: B###Human: C###Assistant:"
     assert json.dumps(vicuna.stop) == '["###"]'
+
+
+# ---- the command line -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cli_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("video_llama_cli")
+    _, paths = write_published(out, seed=2, config=True)  # video_llama.json states the tiny shape
+    video = write_video_with_audio(out / "av.mp4", make_frames(16, 32, 32), tone(3.0, 440, 48000, 0.3), fps=8)
+    silent = write_video(out / "silent.mp4", make_frames(16, 32, 32), fps=8)
+    return out, paths, video, silent
+
+
+def run_cli(capsys, *argv):
+    from aurora.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_captions_with_sound_and_says_so(capsys, cli_checkpoint):
+    out, paths, video, silent = cli_checkpoint
+    flags = ["--model", out, "--vl-weights", *[paths[n] for n in VL], "--al-weights", *[paths[n] for n in AL],
+             "--max-new-tokens", "3"]
+    code, stdout, err = run_cli(capsys, "caption", video, "--json", *flags)
+    assert code == 0, err
+    assert json.loads(stdout)["audio"] == "used"
+    code, stdout, err = run_cli(capsys, "caption", silent, "--json", *flags)
+    assert code == 0, err
+    assert json.loads(stdout)["audio"] == "no sound: visual branch only"
+    code, stdout, err = run_cli(capsys, "caption", silent, "--audio", "on", *flags)
+    assert code == 2 and err.count("\n") == 1 and "no sound" in err
+    code, stdout, err = run_cli(capsys, "caption", video, "--json", "--audio", "off", *flags)
+    assert code == 0 and json.loads(stdout)["audio"] == "off"
+
+
+def test_cli_refuses_a_file_for_the_wrong_branch(capsys, cli_checkpoint):
+    out, paths, video, _ = cli_checkpoint
+    code, _, err = run_cli(capsys, "caption", video, "--model", out, "--vl-weights", paths["imagebind_huge.pth"])
+    assert code == 2 and err.count("\n") == 1 and "--al-weights" in err

@@ -159,7 +159,7 @@ class VideoLLaMA(ChatModel):
         self.audio_mode = mode
 
     def load_frames(self, visual, num_frames=None, fps=None) -> media.Frames:
-        if isinstance(visual, (str, Path)) and str(visual).lower().endswith(AUDIO_EXTENSIONS):
+        if isinstance(visual, (str, Path)) and str(visual).lower().endswith(media.AUDIO_EXTENSIONS):
             return self.load_sound(visual)
         return super().load_frames(visual, num_frames, fps)
 
@@ -259,9 +259,6 @@ class VideoLLaMA(ChatModel):
         return {"inputs_embeds": embeds, "attention_mask": mask}
 
 
-AUDIO_EXTENSIONS = (".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus")
-
-
 def default_preset(audio: bool = True) -> Preset:
     """The demo's settings: 8 frames at 224 px squashed (decord's resize), CLIP mean/std, the
     Vicuna-style "###" template."""
@@ -306,6 +303,21 @@ def _assemble(decoder: Path, vision_state: dict, audio_state: dict | None, shape
     return model.eval()
 
 
+def open_published(decoder: str | Path, vl_weights: list, al_weights: list | None = None, device: str = "auto",
+                   dtype: str = "auto", trust_remote_code: bool = False) -> VideoLLaMA:
+    """`load_published` with `aurora.models.load`'s conveniences: a hub id or directory for the decoder,
+    device and dtype by name (what `--vl-weights` / `--al-weights` call)."""
+    from aurora.device import resolve_device, resolve_dtype
+    from aurora.models import resolve
+
+    if decoder is None:
+        raise ConfigError("--vl-weights / --al-weights need the LLaMA-2 / Vicuna decoder: pass --model DIR")
+    torch_device = resolve_device(device)
+    model = load_published(resolve(decoder), vl_weights, al_weights, resolve_dtype(dtype, torch_device), trust_remote_code)
+    model.name = str(decoder)
+    return model.to(torch_device).eval()
+
+
 _ALIAS = ("tower.layers.", "tower.model.encoder.layers.")  # MergingVisionTower holds the encoder's layers twice
 
 
@@ -328,7 +340,10 @@ def load_published(decoder: str | Path, vl_weights: list, al_weights: list | Non
     vision = _strip(read_branch("vision", list(vl_weights)), "vision.")
     audio = _strip(read_branch("audio", list(al_weights)), "audio.") if al_weights else None
     _check_parts(vision, audio)
-    return _assemble(Path(decoder), vision, audio, shape or Shape(), dtype, trust_remote_code, str(decoder))
+    decoder = Path(decoder)
+    if shape is None:  # the published sizes, unless the decoder directory's video_llama.json states others
+        shape = Shape(**read_config(decoder, CONFIG_FILE).get("shape", {})) if (decoder / CONFIG_FILE).is_file() else Shape()
+    return _assemble(decoder, vision, audio, shape, dtype, trust_remote_code, str(decoder))
 
 
 _NEEDED = {"tower.model.encoder.": "the EVA ViT weights (eva_vit_g.pth)", "frames.qformer.": "BLIP-2's Q-Former (blip2_pretrained_flant5xxl.pth)",
