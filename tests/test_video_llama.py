@@ -323,3 +323,33 @@ def test_cli_refuses_a_file_for_the_wrong_branch(capsys, cli_checkpoint):
     out, paths, video, _ = cli_checkpoint
     code, _, err = run_cli(capsys, "caption", video, "--model", out, "--vl-weights", paths["imagebind_huge.pth"])
     assert code == 2 and err.count("\n") == 1 and "--al-weights" in err
+
+
+# ---- the server -------------------------------------------------------------------------------------
+
+def test_the_server_hears_videos_and_input_audio(published, tmp_path):
+    import base64
+
+    httpx = pytest.importorskip("httpx")
+    from aurora.serve import ServeSettings, create_app
+    from tests.serve_helpers import running_app
+
+    model = published["model"]
+    wav = write_audio(tmp_path / "tone.wav", tone(2.0, 440, 16000, 0.3), rate=16000)
+    encoded = base64.b64encode(open(wav, "rb").read()).decode()
+    video = "data:video/mp4;base64," + base64.b64encode(open(published["video"], "rb").read()).decode()
+    app = create_app(model, ServeSettings(model="video-llama"))
+    with running_app(app) as url, httpx.Client(base_url=url, trust_env=False, timeout=120) as http:
+        def post(part):
+            body = {"model": "video-llama", "max_tokens": 2,
+                    "messages": [{"role": "user", "content": [part, {"type": "text", "text": QUESTION}]}]}
+            return http.post("/v1/chat/completions", json=body)
+
+        heard = post({"type": "input_audio", "input_audio": {"data": encoded, "format": "wav"}})
+        assert heard.status_code == 200, heard.text
+        assert heard.json()["aurora"]["audio"] == ["used"]
+        seen = post({"type": "video_url", "video_url": {"url": video}})
+        assert seen.status_code == 200, seen.text
+        assert seen.json()["aurora"]["audio"] == ["used"]
+        bad = post({"type": "input_audio", "input_audio": {"data": encoded}})
+        assert bad.status_code == 400 and "\n" not in bad.json()["error"]["message"]

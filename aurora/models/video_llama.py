@@ -165,6 +165,8 @@ class VideoLLaMA(ChatModel):
 
     def load_sound(self, path) -> media.Frames:
         """An audio file (or a video's track, for an audio part) as Frames without pictures."""
+        if isinstance(path, media.Frames):  # already read (the server decodes parts before answering)
+            return path if len(path.array) == 0 else self.load_sound(path.path)
         if self.audio is None:
             raise ConfigError(f"{path} is sound only and this Video-LLaMA model has no audio branch (load one with --al-weights)")
         path = str(path)

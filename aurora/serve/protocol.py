@@ -47,7 +47,7 @@ _UNSUPPORTED = {  # field -> value that is fine (the default)
 
 @dataclass
 class MediaRef:
-    kind: str  # "image" or "video"
+    kind: str  # "image", "video" or "audio"
     url: str
     param: str  # where it sits in the request, for error messages
     frames: int | None = None  # frames in a frames-as-video data URL (all are used by default)
@@ -175,7 +175,15 @@ def _part(part: object, where: str):
                 raise bad_request(f"a frames-as-video URL may hold at most {MAX_FRAMES} frames, got {ref.frames}",
                                   param=ref.param)
         return ref
-    raise bad_request(f"{where}: unsupported content part type {kind!r}; use text, image_url or video_url", param=f"{where}.type")
+    if kind == "input_audio":  # OpenAI's: {"data": base64, "format": "wav" | "mp3" | ...}; a model with an audio branch
+        value = part.get("input_audio")
+        data, audio_format = (value.get("data"), value.get("format")) if isinstance(value, dict) else (None, None)
+        if not isinstance(data, str) or not data or not isinstance(audio_format, str) or not audio_format.isalnum():
+            raise bad_request(f"{where}.input_audio must be {{\"data\": base64, \"format\": \"wav\" or \"mp3\"}}",
+                              param=f"{where}.input_audio")
+        return MediaRef(kind="audio", url=f"data:audio/{audio_format.lower()};base64,{data}", param=f"{where}.input_audio")
+    raise bad_request(f"{where}: unsupported content part type {kind!r}; use text, image_url, video_url or input_audio",
+                      param=f"{where}.type")
 
 
 def _generation(body: dict) -> dict:
@@ -304,6 +312,7 @@ def aurora_extension(reply, token_kept_ratio: float, extra_timings: dict[str, fl
         "visual_tokens": sum(n * t for n, t in zip(frames, reply.visual_tokens_per_frame)),
         "token_kept_ratio": token_kept_ratio,
         "timings": {**{k: round(v, 6) for k, v in extra_timings.items()}, **reply.timings},
+        **({"audio": reply.audio} if getattr(reply, "audio", None) else {}),  # per visual: how its sound was used
     }
 
 
