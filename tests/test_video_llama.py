@@ -160,8 +160,31 @@ def test_logits_equal_the_independent_composition_without_sound(published):
     finally:
         model.set_audio("auto")
     assert reply.audio == ["off"]
-    assert times == "0.0, 0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 1.9"
+    assert frames.indices == [0, 2, 4, 6, 8, 10, 12, 14]  # np.arange(0, 16, 16 / 8), Video-LLaMA's load_video
+    assert times == "0.0, 0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 1.8"
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_tome_merges_inside_the_eva_tower(published):
+    model = published["model"]
+    model.set_audio("off")
+    try:
+        _, full = model.prepare(ask(published["video"]), token_kept_ratio=1.0)
+        _, merged = model.prepare(ask(published["video"]), token_kept_ratio=0.5)
+    finally:
+        model.set_audio("auto")
+    full, merged = full.visual_tokens[0], merged.visual_tokens[0]
+    assert full["encoder"] == full["patches"] == 8 * 4  # 28 px / 14: 2 x 2 patches per frame
+    tower = model.vision.tower
+    assert merged["encoder"] == 8 * (tower.tokens_per_frame(28, 28, 0.5) - 1) < full["encoder"]  # CLS kept, not counted
+    assert merged["language_model"] == full["language_model"] == TINY.video_queries
+
+
+def test_stride_sampling_is_video_llamas():
+    from aurora.media.sampling import stride_indices
+
+    assert stride_indices(100, 8) == np.arange(0, 100, 100 / 8).astype(int).tolist() == [0, 12, 25, 37, 50, 62, 75, 87]
+    assert stride_indices(5, 8) == [0, 1, 2, 3, 4]
 
 
 def test_the_loaded_model_has_the_written_weights(published):
@@ -232,17 +255,45 @@ def test_silent_video_with_audio_on_is_one_line(published):
         model.set_audio("loud")
 
 
-def test_corrupt_sound_runs_the_visual_branch_with_a_warning(published, monkeypatch, caplog):
+def write_video_with_corrupt_audio(path, frames, seconds=2.0, rate=48000, fps=8) -> str:
+    """mp4: a playable H.264 picture track and an AAC track whose packets are random bytes."""
+    import av
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        sound = container.add_stream("aac", rate=rate, layout="mono")
+        for array in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")))
+        container.mux(video.encode(None))
+        source = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone(seconds, 440, rate, 0.3)), format="fltp", layout="mono")
+        source.sample_rate, source.pts, source.time_base = rate, 0, Fraction(1, rate)
+        resampler = av.AudioResampler(format=sound.codec_context.format.name, layout="mono", rate=rate, frame_size=1024)
+        for chunk in resampler.resample(source) + resampler.resample(None):
+            for packet in sound.encode(chunk):
+                broken = av.Packet(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+                broken.pts, broken.dts, broken.time_base, broken.stream = packet.pts, packet.dts, packet.time_base, sound
+                container.mux(broken)
+    return str(path)
+
+
+def test_corrupt_sound_runs_the_visual_branch_with_a_warning(published, tmp_path, caplog):
     model = published["model"]
-
-    def broken(path, *args, **kwargs):
-        raise MediaError(f"cannot decode the audio of {path!r}: no audio frame could be decoded")
-
-    monkeypatch.setattr(media, "load_audio", broken)
-    with caplog.at_level(logging.WARNING):
-        _, reply = model.prepare(ask(published["video"]))
-    assert reply.audio[0].startswith("unreadable sound") and "av.mp4" in caplog.text
-    assert reply.visual_tokens[0]["language_model"] == TINY.video_queries  # visual tokens only
+    path = write_video_with_corrupt_audio(tmp_path / "broken_sound.mp4", make_frames(16, 32, 32))
+    assert media.has_audio(path)
+    for mode in ("auto", "on"):
+        model.set_audio(mode)
+        caplog.clear()
+        try:
+            with caplog.at_level(logging.WARNING):
+                _, reply = model.prepare(ask(path))
+        finally:
+            model.set_audio("auto")
+        assert reply.audio[0].startswith("unreadable sound") and "no audio frame could be decoded" in reply.audio[0]
+        assert "broken_sound.mp4" in caplog.text and "visual branch only" in caplog.text
+        assert reply.visual_tokens[0]["language_model"] == TINY.video_queries  # visual tokens only
 
 
 def test_an_audio_file_is_described_by_the_audio_branch(published, tmp_path):

@@ -181,6 +181,8 @@ class VideoLLaMA(ChatModel):
         """The visual's (S, 1, 128, 204) filter banks, or None (why is added to `notes`). A corrupt or
         empty track is a warning and the visual branch runs alone."""
         pictures = len(frames.array) > 0
+        if not pictures and self.audio_mode == "off":
+            raise ConfigError(f"{frames.path} is sound only and --audio off turns the audio branch off")
         if pictures and (self.audio_mode == "off" or self.audio is None or frames.is_image):
             notes.append("off" if self.audio_mode == "off" or self.audio is None else "image: no sound")
             return None
@@ -262,9 +264,9 @@ class VideoLLaMA(ChatModel):
 
 
 def default_preset(audio: bool = True) -> Preset:
-    """The demo's settings: 8 frames at 224 px squashed (decord's resize), CLIP mean/std, the
-    Vicuna-style "###" template."""
-    return Preset.of(family="video_llama", num_frames=8, sampling="uniform", audio=audio, image_size=224,
+    """The demo's settings: 8 frames by its np.arange rule at 224 px squashed (decord's resize), CLIP
+    mean/std, the Vicuna-style "###" template."""
+    return Preset.of(family="video_llama", num_frames=8, sampling="stride", audio=audio, image_size=224,
                      resize="squash", feature_layer=-1, position_interpolation="transformers", token_kept_ratio=1.0,
                      template={"name": "video_llama", "layout": "video"}, max_new_tokens=300)
 
