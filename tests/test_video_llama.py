@@ -321,6 +321,18 @@ def test_a_model_without_an_audio_branch_refuses_audio_parts(published):
         model.set_audio("on")
 
 
+def test_a_llama_2_chat_decoder_gets_the_llama_2_template(published, tmp_path):
+    from aurora.testing.video_llama import write_published
+
+    out = tmp_path / "llama2"
+    _, paths = write_published(out, seed=3)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config["chat_template"] = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    model = load_published(out, [paths[n] for n in VL], shape=TINY)
+    assert model.template.name == "video_llama_2" and published["model"].template.name == "video_llama"
+
+
 def test_llama_2_template_renders_the_published_way():
     from aurora.prompts import get_template
 

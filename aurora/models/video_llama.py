@@ -19,7 +19,9 @@ Layouts read:
 - "published": a decoder directory (`--model`, LLaMA-2 / Vicuna in transformers' layout) with the
   branches' published `.pth` files named explicitly (`load_published`, or `--vl-weights` /
   `--al-weights`), or listed in a `video_llama.json` inside the decoder directory
-  (`{"vl_weights": [...], "al_weights": [...]}`, paths relative to it);
+  (`{"vl_weights": [...], "al_weights": [...]}`, paths relative to it; optional "template":
+  "video_llama" (Vicuna's "###") or "video_llama_2" (LLaMA-2-chat's [INST], the default when the
+  decoder's chat template speaks it));
 - "aurora": what `save` writes: the decoder, `video_llama.safetensors` (Aurora's names) and a
   `video_llama.json` with the branches' shapes.
 """
@@ -288,8 +290,14 @@ def _decoder(path: Path, dtype, trust_remote_code: bool):
     return from_pretrained(AutoModelForCausalLM, path, dtype=dtype), load_tokenizer(path, trust_remote_code)
 
 
+def _template_of(tokenizer) -> str:
+    """Video-LLaMA's template for a decoder: Llama-2's [INST] one for a LLaMA-2-chat decoder (its
+    chat template speaks [INST]), else the Vicuna-style "###" one."""
+    return "video_llama_2" if "[INST]" in str(getattr(tokenizer, "chat_template", None) or "") else "video_llama"
+
+
 def _assemble(decoder: Path, vision_state: dict, audio_state: dict | None, shape: Shape, dtype,
-              trust_remote_code: bool, where: str) -> VideoLLaMA:
+              trust_remote_code: bool, where: str, template: str | None = None) -> VideoLLaMA:
     language_model, tokenizer = _decoder(decoder, dtype, trust_remote_code)
     width = language_model.get_input_embeddings().weight.shape[1]
     vision = VisionBranch(shape, width)
@@ -300,6 +308,7 @@ def _assemble(decoder: Path, vision_state: dict, audio_state: dict | None, shape
         load_strict(audio, audio_state, f"{where} (audio branch)")
     defaults = default_preset(audio is not None).to_dict()
     defaults["vision"]["image_size"] = vision.tower.image_size  # the EVA's own (224 published)
+    defaults["template"]["name"] = template or _template_of(tokenizer)
     preset = Preset.load(decoder, **defaults)
     if audio is None and preset.media.audio:
         preset = replace(preset, media=replace(preset.media, audio=False))
@@ -345,9 +354,10 @@ def load_published(decoder: str | Path, vl_weights: list, al_weights: list | Non
     audio = _strip(read_branch("audio", list(al_weights)), "audio.") if al_weights else None
     _check_parts(vision, audio)
     decoder = Path(decoder)
+    settings = read_config(decoder, CONFIG_FILE) if (decoder / CONFIG_FILE).is_file() else {}
     if shape is None:  # the published sizes, unless the decoder directory's video_llama.json states others
-        shape = Shape(**read_config(decoder, CONFIG_FILE).get("shape", {})) if (decoder / CONFIG_FILE).is_file() else Shape()
-    return _assemble(decoder, vision, audio, shape, dtype, trust_remote_code, str(decoder))
+        shape = Shape(**settings.get("shape", {}))
+    return _assemble(decoder, vision, audio, shape, dtype, trust_remote_code, str(decoder), settings.get("template"))
 
 
 _NEEDED = {"tower.model.encoder.": "the EVA ViT weights (eva_vit_g.pth)", "frames.qformer.": "BLIP-2's Q-Former (blip2_pretrained_flant5xxl.pth)",
