@@ -184,7 +184,8 @@ def run_chat(args) -> int:
     from aurora import media
 
     visual = _visual_path(args)
-    media.check_visual(visual)
+    if not visual.lower().endswith(media.AUDIO_EXTENSIONS):  # sound only: for a model with an audio branch
+        media.check_visual(visual)
     model = load_model(args)
     kind = "image" if Path(visual).suffix.lower() in media.IMAGE_EXTENSIONS else "video"
     frames = model.load_frames(visual, num_frames=args.num_frames, fps=args.fps)  # decoded once for all turns

@@ -98,19 +98,17 @@ def reference_audio_encoder(state: dict, x: torch.Tensor, heads: int) -> torch.T
     return F.normalize(cls, dim=-1) * w("modality_postprocessors.audio.1.log_logit_scale").exp()
 
 
-def reference_audio(model, clips: torch.Tensor) -> torch.Tensor:
-    """Video-LLaMA's encode_audioQformer: ImageBind's embeddings + clip positions -> audio Q-Former -> projection."""
+def reference_audio(model, clips: torch.Tensor, imagebind_file) -> torch.Tensor:
+    """Video-LLaMA's encode_audioQformer: ImageBind's embeddings (from its own file) + clip positions ->
+    audio Q-Former -> projection."""
     stage = model.audio.clips
-    imagebind = {k: v for k, v in torch.load(model_files["imagebind_huge.pth"], weights_only=True)["model"].items()}
+    imagebind = torch.load(imagebind_file, weights_only=True)["model"]
     embeddings = reference_audio_encoder(imagebind, clips, TINY.audio["heads"])  # (S, 1024)
     hidden = (embeddings + stage.position.weight[:len(clips)])[None]  # (1, S, 1024)
     module = Blip2QFormerModel(stage.qformer.config).eval()
     module.load_state_dict(stage.qformer.state_dict())
     out = module(query_embeds=stage.queries, encoder_hidden_states=hidden).last_hidden_state
     return out @ stage.proj.weight.T + stage.proj.bias
-
-
-model_files: dict = {}
 
 
 def reference_logits(model, prompt: str, blocks: list[torch.Tensor]) -> torch.Tensor:
@@ -134,13 +132,13 @@ def model_logits(model, messages) -> tuple[torch.Tensor, object]:
 @torch.no_grad()
 def test_logits_equal_the_independent_composition_with_sound(published):
     model, video = published["model"], published["video"]
-    model_files.update(published["paths"])
     model.set_audio("auto")
     frames = model.load_frames(video)
     pixels = model.transform(frames.array)
     clips = torch.from_numpy(load_audio_features(video))  # (8, 1, 128, 204), tested in test_media_fbank
     prompt = f"###Human: {AV} {QUESTION}###Assistant:"
-    expected = reference_logits(model, prompt, [reference_audio(model, clips), reference_vision(model, pixels)])
+    expected = reference_logits(model, prompt, [reference_audio(model, clips, published["paths"]["imagebind_huge.pth"]),
+                                                  reference_vision(model, pixels)])
     logits, reply = model_logits(model, ask(video))
     assert reply.audio == ["used"]
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
@@ -416,3 +414,16 @@ def test_the_server_hears_videos_and_input_audio(published, tmp_path):
         assert seen.json()["aurora"]["audio"] == ["used"]
         bad = post({"type": "input_audio", "input_audio": {"data": encoded}})
         assert bad.status_code == 400 and "\n" not in bad.json()["error"]["message"]
+
+
+def test_cli_chat_about_a_sound_file(capsys, monkeypatch, cli_checkpoint):
+    import io
+
+    out, paths, _, _ = cli_checkpoint
+    wav = write_audio(out / "tone.wav", tone(2.0, 440, 16000, 0.3), rate=16000)
+    monkeypatch.setattr("sys.stdin", io.StringIO("What do you hear?\n"))
+    code, stdout, err = run_cli(capsys, "chat", wav, "--model", out, "--vl-weights", *[paths[n] for n in VL],
+                                "--al-weights", *[paths[n] for n in AL], "--max-new-tokens", "2")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "chat", wav, "--model", out, "--vl-weights", *[paths[n] for n in VL])
+    assert code == 2 and err.count("\n") == 1 and "no audio branch" in err
