@@ -49,6 +49,9 @@ def load_model(args: argparse.Namespace):
     if vl or al:  # Video-LLaMA's published files around a decoder directory
         from aurora.models.video_llama import open_published
 
+        if getattr(args, "adapter", None) or getattr(args, "lora_alpha", None):
+            raise ConfigError("--adapter / --lora-alpha do not apply to Video-LLaMA's branch files (--vl-weights / --al-weights)")
+
         model = open_published(args.model, vl, al, device=args.device, dtype=args.dtype,
                                trust_remote_code=args.trust_remote_code)
     else:
