@@ -153,7 +153,8 @@ def run_caption(args) -> int:
     from aurora import media
 
     visual = _visual_path(args)
-    media.check_visual(visual)  # fail on a bad file before spending time on the model
+    if not visual.lower().endswith(media.AUDIO_EXTENSIONS):  # sound only: for a model with an audio branch
+        media.check_visual(visual)  # fail on a bad file before spending time on the model
     model = load_model(args)
     write = None if args.json else _stdout_writer()
     reply = model.caption(visual, prompt=args.prompt, **generation_kwargs(args), on_text=write)
@@ -181,6 +182,7 @@ def caption_record(reply, args) -> dict:
         "timings": reply.timings,
         **({"routing": reply.routing} if reply.routing else {}),  # mixture-of-experts models: experts chosen
         **({"clips": reply.clips[0]} if reply.clips else {}),  # clip-sampled models (Apollo): [start, end] s
+        **({"audio": reply.audio[0]} if reply.audio else {}),  # models with an audio branch: how the sound was used
     }
 
 
@@ -188,7 +190,8 @@ def run_chat(args) -> int:
     from aurora import media
 
     visual = _visual_path(args)
-    media.check_visual(visual)
+    if not visual.lower().endswith(media.AUDIO_EXTENSIONS):  # sound only: for a model with an audio branch
+        media.check_visual(visual)
     model = load_model(args)
     kind = "image" if Path(visual).suffix.lower() in media.IMAGE_EXTENSIONS else "video"
     frames = model.load_frames(visual, num_frames=args.num_frames, fps=args.fps)  # decoded once for all turns

@@ -18,6 +18,12 @@ def add_load_flags(p, required: bool = False) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with a checkpoint to run")
+    p.add_argument("--vl-weights", dest="vl_weights", nargs="+", metavar="PTH",
+                   help="Video-LLaMA: the vision branch's .pth files (VL checkpoint, BLIP-2 Q-Former, EVA ViT); --model is the decoder")
+    p.add_argument("--al-weights", dest="al_weights", nargs="+", metavar="PTH",
+                   help="Video-LLaMA: the audio branch's .pth files (AL checkpoint, imagebind_huge.pth)")
+    p.add_argument("--audio", choices=("auto", "on", "off"), default="auto",
+                   help="a video's sound: auto (when the model has an audio branch and the file has sound), on, off")
 
 
 def add_generation_flags(p, max_new_tokens_help: str = "default: the model's preset") -> None:
@@ -42,9 +48,26 @@ def load_kwargs(args: argparse.Namespace) -> dict:
 
 
 def load_model(args: argparse.Namespace):
+    from aurora.errors import ConfigError
     from aurora.models import load
 
-    return load(args.model, **load_kwargs(args))
+    vl, al = getattr(args, "vl_weights", None), getattr(args, "al_weights", None)
+    if vl or al:  # Video-LLaMA's published files around a decoder directory
+        from aurora.models.video_llama import open_published
+
+        if getattr(args, "adapter", None) or getattr(args, "lora_alpha", None):
+            raise ConfigError("--adapter / --lora-alpha do not apply to Video-LLaMA's branch files (--vl-weights / --al-weights)")
+
+        model = open_published(args.model, vl, al, device=args.device, dtype=args.dtype,
+                               trust_remote_code=args.trust_remote_code)
+    else:
+        model = load(args.model, **load_kwargs(args))
+    audio = getattr(args, "audio", "auto")
+    if hasattr(model, "set_audio"):
+        model.set_audio(audio)
+    elif audio == "on":
+        raise ConfigError(f"--audio on: this {model.preset.family} model has no audio branch")
+    return model
 
 
 def generation_kwargs(args: argparse.Namespace) -> dict:

@@ -131,6 +131,30 @@ TEMPLATES: dict[str, Template] = {
         default_system="You are a helpful assistant.",
     ),
 }
+# Video-LLaMA's default_conversation (conversation_video.py, SeparatorStyle.SINGLE with sep "###" and
+# an empty system): "###Human: {msg}###Assistant: {answer}###Human: ...###Assistant:".
+TEMPLATES["video_llama"] = Template(
+    name="video_llama",
+    system="{content}",
+    user="###Human: {content}",
+    generation_prompt="###Assistant:",
+    answer=" {content}",
+    stop=("###",),
+    visual_join=" ",  # Chat.ask joins the visual's message and the question with a space
+)
+# Video-LLaMA's conv_llava_llama_2 (SeparatorStyle.LLAMA_2): the system inside the first [INST], later
+# turns "<s>[INST] {msg} [/INST]", answers " {answer} </s>".
+TEMPLATES["video_llama_2"] = Template(
+    name="video_llama_2",
+    system="[INST] <<SYS>>\n{content}\n<</SYS>>\n\n",
+    user="{content} [/INST]",
+    generation_prompt="",
+    answer=" {content} </s>",
+    separator="<s>[INST] ",
+    default_system="You are a helpful language and vision assistant. You are able to understand the visual content "
+                   "that the user provides, and assist the user with a variety of tasks using natural language.",
+    visual_join=" ",
+)
 TEMPLATES["pllava_eval_interleaf"] = replace(TEMPLATES["pllava_eval_alone"], name="pllava_eval_interleaf",
                                              visual_join="\n ")
 # Qwen2-VL's chat template: ChatML with the visual's tokens right before the text
@@ -178,8 +202,8 @@ def user_content(block_counts: list[int | str], text: str, layout: str = "frames
 
     `layout` "video" expects one block per visual (the whole video behind one placeholder). A visual
     given as text instead of a count is already laid out with its placeholders (layout "clips":
-    `clips_text`)."""
-    if layout == "video" and any(count != 1 for count in block_counts):
+    `clips_text`; Video-LLaMA words each visual: "<Video><image></Video> The video contains ...")."""
+    if layout == "video" and any(isinstance(count, int) and count != 1 for count in block_counts):
         raise ConfigError(f"layout 'video' takes one token block per visual, got {block_counts}")
     if layout == "clips" and not all(isinstance(count, str) for count in block_counts):
         raise ConfigError("layout 'clips' takes each visual's timed text (clips_text), not a block count")

@@ -13,12 +13,13 @@ from aurora.media.frames import Frames
 from aurora.media.image import load_image
 from aurora.media.limits import MediaLimits
 from aurora.media.clips import clip_indices, clip_share, sample_clips
-from aurora.media.loader import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_visual, load_clips, load_visual
+from aurora.media.loader import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_visual, load_clips, load_visual
 from aurora.media.orientation import apply_rotation
 from aurora.media.sampling import fps_indices, segment_middle_indices, uniform_indices
 from aurora.media.video import load_video, probe_video
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
     "Frames",
     "IMAGE_EXTENSIONS",
     "MediaLimits",

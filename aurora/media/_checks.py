@@ -12,7 +12,7 @@ import os
 
 from aurora.errors import ConfigError, MediaError
 
-SAMPLING_RULES = ("uniform", "middle")
+SAMPLING_RULES = ("uniform", "middle", "stride")
 
 
 def one_line(text: object) -> str:

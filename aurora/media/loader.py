@@ -15,7 +15,8 @@ from aurora.media.video import load_video
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 # Named in the error so an audio file gets "no video stream", not "unsupported".
-_AUDIO_EXTENSIONS = (".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus")
+AUDIO_EXTENSIONS = (".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus")
+_AUDIO_EXTENSIONS = AUDIO_EXTENSIONS
 
 
 def load_visual(

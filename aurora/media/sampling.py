@@ -5,6 +5,7 @@ return plain ``list[int]`` in ascending order.
 
 * ``uniform_indices``         AuroraCap's rule: evenly spaced, first and last frame included.
 * ``segment_middle_indices``  PLLaVA / MVBench rule: the middle frame of equal segments.
+* ``stride_indices``          Video-LLaMA's rule: every (total / N)-th frame from the first.
 * ``fps_indices``             a fixed rate in video time, optionally capped to N frames.
 """
 
@@ -36,6 +37,16 @@ def uniform_indices(total: int, num_frames: int) -> list[int]:
     _check_count("total", total, 0)
     _check_count("num_frames", num_frames, 1)
     return np.linspace(0, total - 1, min(total, num_frames), dtype=int).tolist()
+
+
+def stride_indices(total: int, num_frames: int) -> list[int]:
+    """Video-LLaMA's rule (its load_video): ``np.arange(0, total, total / n)`` truncated to int with
+    n = min(total, num_frames): the first frame, then steps of total / n (the last frame only when it
+    falls on a step). Kept to n indices where float rounding would add one more."""
+    _check_count("total", total, 1)
+    _check_count("num_frames", num_frames, 1)
+    n = min(total, num_frames)
+    return np.arange(0, total, total / n).astype(int)[:n].tolist()
 
 
 def segment_middle_indices(total: int, num_segments: int) -> list[int]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aurora.errors import ConfigError
 
-SAMPLINGS = ("uniform", "middle")  # AuroraCap's linspace, or PLLaVA/MVBench's segment middles
+SAMPLINGS = ("uniform", "middle", "stride")  # AuroraCap's linspace, PLLaVA/MVBench's segment middles, Video-LLaMA's arange
 
 
 @dataclass

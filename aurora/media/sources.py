@@ -53,6 +53,16 @@ MIME_EXTENSIONS = {
     "image/jpeg": ".jpg",
     "image/jpg": ".jpg",
     "image/webp": ".webp",
+    # sound (OpenAI's input_audio parts; models with an audio branch)
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/wave": ".wav",
+    "audio/mp3": ".mp3",
+    "audio/mpeg": ".mp3",
+    "audio/flac": ".flac",
+    "audio/ogg": ".ogg",
+    "audio/mp4": ".m4a",
+    "audio/m4a": ".m4a",
 }
 # vLLM's frames-as-video data URLs (comma-joined base64 images) -> the codec their packets are.
 FRAME_VIDEO_CODECS = {"video/jpeg": ("mjpeg", ".mkv"), "video/png": ("png", ".mov")}

@@ -25,7 +25,7 @@ from aurora.media.orientation import (
     describe_display_matrix,
     frame_display_matrix,
 )
-from aurora.media.sampling import fps_indices, segment_middle_indices, uniform_indices
+from aurora.media.sampling import fps_indices, segment_middle_indices, stride_indices, uniform_indices
 
 
 def _reason(error: BaseException) -> str:
@@ -144,6 +144,8 @@ def _choose_indices(total: int, times: list[float], num_frames, fps, sampling, p
         return fps_indices(times, fps, num_frames)
     if sampling == "middle":
         return segment_middle_indices(total, num_frames)
+    if sampling == "stride":
+        return stride_indices(total, num_frames)
     return uniform_indices(total, num_frames)
 
 
@@ -195,7 +197,8 @@ def load_video(
     Frame choice: ``fps`` given -> ``fps_indices`` (capped at ``num_frames`` unless it
     is None); else ``sampling="uniform"`` -> ``uniform_indices`` (at most
     ``num_frames``, AuroraCap) or ``"middle"`` -> ``segment_middle_indices`` (exactly
-    ``num_frames``, may repeat frames of a short clip; PLLaVA / MVBench); ``choose`` given ->
+    ``num_frames``, may repeat frames of a short clip; PLLaVA / MVBench) or ``"stride"`` ->
+    ``stride_indices`` (Video-LLaMA); ``choose`` given ->
     ``choose(total_frames, average_fps)`` names the frames (clamped to the clip), for protocols
     with their own rule (MVBench's time windows). A frame that
     will not decode (cut or corrupt file) is replaced by its nearest decodable one and

@@ -27,6 +27,7 @@ class Reply:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     # mixture-of-experts models: the expert each gate chose ({"experts", "weights", "histogram"}); {} otherwise
     routing: dict = field(default_factory=dict)
+    audio: list[str] = field(default_factory=list)  # per visual, for models with an audio branch: how its sound was used
 
     def to_dict(self) -> dict:
         return asdict(self)

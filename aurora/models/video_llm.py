@@ -44,6 +44,7 @@ class ChatModel(nn.Module):
     # Frames are decoded scaled down so their shorter side is this (memory follows the model, not the
     # file); None keeps the file's size, for kinds that size frames themselves (Qwen2-VL's min/max pixels).
     decode_size: int | None = None
+    part_kinds: tuple[str, ...] = ("text", "image", "video")  # message parts it takes ("audio": an audio branch)
 
     @property
     def context_length(self) -> int | None:
@@ -56,6 +57,10 @@ class ChatModel(nn.Module):
         return media.load_visual(str(visual), num_frames=num_frames or self.preset.media.num_frames, fps=fps,
                                  sampling=self.preset.media.sampling, size=self.decode_size)
 
+    def load_sound(self, path) -> media.Frames:
+        """An audio part as `Frames` with no pictures (models with an audio branch override this)."""
+        raise ConfigError("this model has no audio branch: it takes text, image and video parts")
+
     def check_options(self, num_frames=None, token_kept_ratio=None) -> float:
         """The ratio to use (the preset's by default), checked once for every entry point."""
         if num_frames is not None and num_frames < 1:
@@ -66,7 +71,8 @@ class ChatModel(nn.Module):
         """Messages -> (role, text) turns with every visual as its placeholders (the preset's layout).
 
         Each visual is decoded (timed as "decode"), recorded in `reply`, and handed to
-        `on_visual(frames)`, which encodes it its model's way and returns how many placeholders it takes."""
+        `on_visual(frames)`, which encodes it its model's way and returns how many placeholders it takes
+        (or the visual's own text holding them)."""
         return self.layout_turns(self.read_messages(messages, num_frames, fps, reply, on_visual), chat)
 
     def layout_turns(self, read: list[tuple[str, list]], chat) -> list[tuple[str, str]]:
@@ -84,14 +90,17 @@ class ChatModel(nn.Module):
         `reply` and replaced by ("image" | "video", on_visual(frames)); text parts stay ("text", str).
         For a model whose own chat template lays visuals out (`render_turns` uses the preset's)."""
         turns = []
-        for role, parts in normalise_messages(messages):
+        for role, parts in normalise_messages(messages, self.part_kinds):
             read = []
             for kind, value in parts:
                 if kind == "text":
                     read.append((kind, value))
                     continue
                 with _timed(reply.timings, "decode"):
-                    frames = self.load_frames(value, num_frames=num_frames, fps=fps)
+                    if kind == "audio":
+                        frames = self.load_sound(value)
+                    else:
+                        frames = self.load_frames(value, num_frames=num_frames, fps=fps)
                 reply.frame_indices.append(list(frames.indices))
                 reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
                 read.append(("image" if frames.is_image else "video", on_visual(frames)))

@@ -128,7 +128,8 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         job = _Job(model, scheduler.admit(), policy, metrics, context, settings.request_timeout)  # Busy -> 503
         try:
             body = await _read_json(request, settings.max_body_bytes)
-            chat = protocol.parse_chat_request(body, max_visuals=settings.max_visuals)
+            chat = protocol.parse_chat_request(body, max_visuals=settings.max_visuals,
+                                               audio="audio" in getattr(model, "part_kinds", ()))
             if chat.model is not None and chat.model not in model_ids:
                 raise protocol.model_not_found(chat.model)
             GenerationOptions(**chat.generation)  # ConfigError -> 400 now, not mid-stream

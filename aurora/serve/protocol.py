@@ -47,7 +47,7 @@ _UNSUPPORTED = {  # field -> value that is fine (the default)
 
 @dataclass
 class MediaRef:
-    kind: str  # "image" or "video"
+    kind: str  # "image", "video" or "audio"
     url: str
     param: str  # where it sits in the request, for error messages
     frames: int | None = None  # frames in a frames-as-video data URL (all are used by default)
@@ -68,8 +68,9 @@ class ChatRequest:
         return [part for m in self.messages for part in m["content"] if isinstance(part, MediaRef)]
 
 
-def parse_chat_request(body: object, max_visuals: int = MAX_MEDIA_PARTS) -> ChatRequest:
-    """A decoded JSON body -> ChatRequest; every problem is a 400 naming the offending field."""
+def parse_chat_request(body: object, max_visuals: int = MAX_MEDIA_PARTS, audio: bool = False) -> ChatRequest:
+    """A decoded JSON body -> ChatRequest; every problem is a 400 naming the offending field.
+    `audio`: the model has an audio branch, so `input_audio` parts are taken."""
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     check_depth(body)
@@ -97,7 +98,7 @@ def parse_chat_request(body: object, max_visuals: int = MAX_MEDIA_PARTS) -> Chat
         raise bad_request("Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
                           param="continue_final_message")
     request = ChatRequest(
-        messages=_messages(body.get("messages"), continue_final),
+        messages=_messages(body.get("messages"), continue_final, audio),
         model=model,
         stream=stream,
         include_usage=include_usage,
@@ -124,7 +125,7 @@ def check_depth(value: object, limit: int = MAX_DEPTH) -> None:
         stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
-def _messages(messages: object, continue_final: bool = False) -> list[dict]:
+def _messages(messages: object, continue_final: bool = False, audio: bool = False) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise bad_request("messages must be a non-empty list", param="messages")
     out = []
@@ -140,7 +141,7 @@ def _messages(messages: object, continue_final: bool = False) -> list[dict]:
         if isinstance(content, str):
             parts = [("text", content)]
         elif isinstance(content, list) and content:
-            parts = [_part(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
+            parts = [_part(part, f"{where}.content[{j}]", audio) for j, part in enumerate(content)]
         else:
             raise bad_request(f"{where}.content must be a string or a non-empty list of parts", param=f"{where}.content")
         if role != "user" and any(isinstance(p, MediaRef) for p in parts):
@@ -157,7 +158,7 @@ def _messages(messages: object, continue_final: bool = False) -> list[dict]:
     return out
 
 
-def _part(part: object, where: str):
+def _part(part: object, where: str, audio: bool = False):
     kind = part.get("type") if isinstance(part, dict) else None
     if kind == "text":
         if not isinstance(part.get("text"), str):
@@ -175,7 +176,18 @@ def _part(part: object, where: str):
                 raise bad_request(f"a frames-as-video URL may hold at most {MAX_FRAMES} frames, got {ref.frames}",
                                   param=ref.param)
         return ref
-    raise bad_request(f"{where}: unsupported content part type {kind!r}; use text, image_url or video_url", param=f"{where}.type")
+    if kind == "input_audio" and not audio:
+        raise bad_request(f"{where}: unsupported content part type 'input_audio': this model has no audio branch; "
+                          "use text, image_url or video_url", param=f"{where}.type")
+    if kind == "input_audio":  # OpenAI's: {"data": base64, "format": "wav" | "mp3" | ...}
+        value = part.get("input_audio")
+        data, audio_format = (value.get("data"), value.get("format")) if isinstance(value, dict) else (None, None)
+        if not isinstance(data, str) or not data or not isinstance(audio_format, str) or not audio_format.isalnum():
+            raise bad_request(f"{where}.input_audio must be {{\"data\": base64, \"format\": \"wav\" or \"mp3\"}}",
+                              param=f"{where}.input_audio")
+        return MediaRef(kind="audio", url=f"data:audio/{audio_format.lower()};base64,{data}", param=f"{where}.input_audio")
+    raise bad_request(f"{where}: unsupported content part type {kind!r}; use text, image_url, video_url or input_audio",
+                      param=f"{where}.type")
 
 
 def _generation(body: dict) -> dict:
@@ -307,6 +319,7 @@ def aurora_extension(reply, token_kept_ratio: float, extra_timings: dict[str, fl
         "timings": {**{k: round(v, 6) for k, v in extra_timings.items()}, **reply.timings},
         **({"routing": reply.routing} if getattr(reply, "routing", None) else {}),  # MoE: experts chosen
         **({"clips": reply.clips} if reply.clips else {}),  # per visual read as clips (Apollo): [start, end] s
+        **({"audio": reply.audio} if getattr(reply, "audio", None) else {}),  # per visual: how its sound was used
     }
 
 

@@ -1,7 +1,8 @@
 """A vision tower that merges tokens (ToMe) inside its encoder layers.
 
-`MergingVisionTower` wraps a transformers ViT (`CLIPVisionModel`, `SiglipVisionModel`, or any tower
-whose layers have `layer_norm1`, `self_attn.{q,k,v,out}_proj`, `layer_norm2` and `mlp`) and runs
+`MergingVisionTower` wraps a transformers ViT (`CLIPVisionModel`, `SiglipVisionModel`,
+`Blip2VisionModel` (EVA), or any tower whose layers have `layer_norm1`, `self_attn.{q,k,v,out}_proj`
+(or a fused `qkv` and `projection`), `layer_norm2` and `mlp`) and runs
 its layers with our own loop: the weights and parameter names stay transformers', so checkpoints
 load unchanged, while each layer merges r tokens between the attention residual and the MLP, as
 AuroraCap does. Attention goes through `scaled_dot_product_attention`.
@@ -51,6 +52,7 @@ class MergingVisionTower(nn.Module):
         proportional_attention: bool = False,
         position_interpolation: str = "auroracap",
         merge_schedule: str = "constant",
+        keep_cls: bool = False,
     ):
         super().__init__()
         if position_interpolation not in POSITION_INTERPOLATIONS:
@@ -69,6 +71,7 @@ class MergingVisionTower(nn.Module):
         self.position_interpolation = position_interpolation
         embeddings = model.embeddings
         self.has_cls = hasattr(embeddings, "class_embedding")
+        self.keep_cls = keep_cls and self.has_cls  # BLIP-2's Q-Former reads CLS with the patches
         self.pre_norm = getattr(model, "pre_layrnorm", None)  # CLIP has one, SigLIP does not
         self.patch_size = model.config.patch_size
         self.image_size = model.config.image_size
@@ -89,10 +92,11 @@ class MergingVisionTower(nn.Module):
         return tome.merge_schedule(r, self.layers_to_run, self.merge_schedule)
 
     def tokens_per_frame(self, height: int, width: int, token_kept_ratio: float) -> int:
-        """Visual tokens per frame this tower returns at a resolution and ratio (CLS excluded)."""
+        """Visual tokens per frame this tower returns at a resolution and ratio (CLS excluded unless kept)."""
         patches = (height // self.patch_size) * (width // self.patch_size)
         schedule = self.schedule(height, width, token_kept_ratio)
-        return tome.tokens_after_merging(patches + int(self.has_cls), schedule, int(self.has_cls)) - int(self.has_cls)
+        dropped = int(self.has_cls and not self.keep_cls)
+        return tome.tokens_after_merging(patches + int(self.has_cls), schedule, int(self.has_cls)) - dropped
 
     def forward(
         self, pixel_values: torch.Tensor, token_kept_ratio: float = 1.0, track_source: bool = False
@@ -108,7 +112,7 @@ class MergingVisionTower(nn.Module):
             hidden, size, positions = self._layer(layer, hidden, size, r, track_source)
             if positions is not None:
                 source = positions.gather(1, source)
-        if self.has_cls:
+        if self.has_cls and not self.keep_cls:
             hidden, size = hidden[:, 1:], size[:, 1:]
             if source is not None:
                 source = source[:, 1:] - 1  # patches only; CLS is never merged so ids shift by one
@@ -131,7 +135,8 @@ class MergingVisionTower(nn.Module):
 
     def _positions(self, grid_h: int, grid_w: int) -> torch.Tensor:
         """(1, t, C) position embeddings for a grid, interpolated bicubically when it differs."""
-        table = self.model.embeddings.position_embedding.weight  # (P [+1], C)
+        table = self.model.embeddings.position_embedding  # an Embedding, or BLIP-2's (1, P + 1, C) parameter
+        table = table.weight if isinstance(table, nn.Embedding) else table[0]  # (P [+1], C)
         cls_pos, patch_pos = (table[:1], table[1:]) if self.has_cls else (table[:0], table)
         side = int(math.sqrt(patch_pos.shape[0]))
         if grid_h == grid_w == side:
@@ -156,13 +161,17 @@ class MergingVisionTower(nn.Module):
         attn = layer.self_attn
         n, t, c = hidden.shape
         x = layer.layer_norm1(hidden)
-        q = attn.q_proj(x).view(n, t, attn.num_heads, -1).transpose(1, 2)  # (N, nh, t, hs)
-        k = attn.k_proj(x).view(n, t, attn.num_heads, -1).transpose(1, 2)
-        v = attn.v_proj(x).view(n, t, attn.num_heads, -1).transpose(1, 2)
+        if hasattr(attn, "qkv"):  # BLIP-2 / EVA: one fused projection
+            q, k, v = attn.qkv(x).view(n, t, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (N, nh, t, hs)
+        else:
+            q = attn.q_proj(x).view(n, t, attn.num_heads, -1).transpose(1, 2)  # (N, nh, t, hs)
+            k = attn.k_proj(x).view(n, t, attn.num_heads, -1).transpose(1, 2)
+            v = attn.v_proj(x).view(n, t, attn.num_heads, -1).transpose(1, 2)
         bias = size.log().view(n, 1, 1, t).to(q.dtype) if self.proportional_attention else None
-        dropout = attn.dropout if self.training else 0.0
+        dropout = getattr(attn, "dropout", getattr(attn, "attention_dropout", 0.0)) if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=attn.scale)
-        hidden = hidden + attn.out_proj(out.transpose(1, 2).reshape(n, t, c))
+        project = attn.out_proj if hasattr(attn, "out_proj") else attn.projection
+        hidden = hidden + project(out.transpose(1, 2).reshape(n, t, c))
         positions = None
         if r > 0:
             matching = tome.match(k.mean(dim=1), r, protect_first=self.has_cls)  # metric (N, t, hs)
