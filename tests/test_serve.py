@@ -454,3 +454,15 @@ def test_cli_flags_build_the_settings(monkeypatch, tmp_path):
     assert settings.allow_private_media_urls and settings.host == "127.0.0.1"
     args = parser.parse_args(["gui"])
     assert args.host == "127.0.0.1" and args.model is None
+
+
+def test_visual_tokens_are_what_reached_the_language_model():
+    from aurora.models.reply import Reply
+    from aurora.serve.protocol import aurora_extension
+
+    # one pooled block for a 4-frame video (PLLaVA, Video-LLaMA): 32 tokens, not 4 x 32
+    pooled = Reply(text="", model="m", frame_indices=[[0, 1, 2, 3]], visual_tokens_per_frame=[32],
+                   visual_tokens=[{"patches": 256, "encoder": 256, "language_model": 32}])
+    assert aurora_extension(pooled, 1.0, {})["visual_tokens"] == 32
+    per_frame = Reply(text="", model="m", frame_indices=[[0, 1, 2]], visual_tokens_per_frame=[5])  # no stage counts
+    assert aurora_extension(per_frame, 1.0, {})["visual_tokens"] == 15

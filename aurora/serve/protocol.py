@@ -304,6 +304,14 @@ def finish_reason(reply) -> str:
     return "length" if reply.finish_reason == "length" else "stop"  # "cancelled" has no reader left
 
 
+def visual_tokens(reply, frames: list[int]) -> int:
+    """Visual tokens that reached the language model: what each model counted, else blocks x tokens
+    per block (a block per frame, or per clip for a clip-sampled visual)."""
+    if reply.visual_tokens and all("language_model" in counts for counts in reply.visual_tokens):
+        return sum(counts["language_model"] for counts in reply.visual_tokens)
+    return sum(n * t for n, t in zip([len(c) for c in reply.clips] or frames, reply.visual_tokens_per_frame))
+
+
 def aurora_extension(reply, token_kept_ratio: float, extra_timings: dict[str, float]) -> dict:
     """What the answer cost: per visual the frame indices / timestamps and tokens per frame,
     the total visual tokens, the merging ratio used and seconds per stage (fetch and queue too)."""
@@ -313,8 +321,7 @@ def aurora_extension(reply, token_kept_ratio: float, extra_timings: dict[str, fl
         "frame_timestamps": reply.frame_timestamps,
         "num_frames": frames,
         "visual_tokens_per_frame": reply.visual_tokens_per_frame,
-        # a clip-sampled visual's (Apollo) token count is per clip
-        "visual_tokens": sum(n * t for n, t in zip([len(c) for c in reply.clips] or frames, reply.visual_tokens_per_frame)),
+        "visual_tokens": visual_tokens(reply, frames),
         "token_kept_ratio": token_kept_ratio,
         "timings": {**{k: round(v, 6) for k, v in extra_timings.items()}, **reply.timings},
         **({"routing": reply.routing} if getattr(reply, "routing", None) else {}),  # MoE: experts chosen
