@@ -1,0 +1,71 @@
+"""merge_across_time: tokens that stay alike over frames become one, changes and scene cuts stay;
+wired into the composed families (per-frame blocks) and Qwen2-VL (M-RoPE positions kept)."""
+
+import pytest
+import torch
+
+from aurora.errors import ConfigError
+from aurora.vision.reduce import split_ratio
+from aurora.vision.temporal import frame_similarity, merge_across_time, scene_boundaries
+
+
+def static_video(t=4, n=6, c=8, seed=0):
+    torch.manual_seed(seed)
+    frame = torch.randn(n, c)
+    return frame.expand(t, n, c).clone()
+
+
+def test_a_static_video_merges_to_its_first_frame_and_a_change_is_kept():
+    video = static_video()
+    video[2, 3] = torch.randn(8)  # one place changes in frame 2 and stays changed
+    video[3, 3] = video[2, 3]
+    out = merge_across_time(video, keep=7)
+    assert out.first.tolist() == list(range(6)) + [2 * 6 + 3]  # frame 0, then the change, in time order
+    assert out.sizes.flatten().tolist() == [4, 4, 4, 2, 4, 4, 2]  # sizes add up over the merged frames
+    torch.testing.assert_close(out.tokens[6], video[2, 3])
+    assert out.source.view(4, 6)[3, 3] == 6 and out.source.view(4, 6)[1, 3] == 3  # where each input went
+    assert out.frames(6).tolist() == [0] * 6 + [2]
+
+
+def test_merging_is_size_weighted_and_sizes_are_carried():
+    video = static_video(t=2, n=2, c=4)
+    video[1] += 0.01 * torch.randn(2, 4)  # alike, not equal
+    sizes = torch.tensor([[[1.0], [2.0]], [[3.0], [1.0]]])
+    out = merge_across_time(video, keep=2, sizes=sizes)
+    assert out.first.tolist() == [0, 1] and out.source.tolist() == [0, 1, 0, 1]
+    assert out.sizes.flatten().tolist() == [4.0, 3.0]
+    torch.testing.assert_close(out.tokens, (video * sizes).sum(0) / sizes.sum(0))
+
+
+def test_a_scene_cut_is_a_boundary_and_is_never_merged_into_the_past():
+    video = torch.cat([static_video(t=3, seed=0), static_video(t=3, seed=1)])  # a cut at frame 3
+    assert scene_boundaries(video).tolist() == [True, False, False, True, False, False]
+    assert frame_similarity(video)[1] == pytest.approx(1.0)
+    out = merge_across_time(video, keep=12)
+    assert out.first.tolist() == list(range(6)) + list(range(18, 24))  # both segments' first frames
+
+
+def test_fewer_kept_than_a_frame_merges_across_places_in_time_order():
+    video = static_video(t=5, n=16, c=8)
+    out = merge_across_time(video, keep=3)
+    assert out.tokens.shape == (3, 8) and out.sizes.sum() == 5 * 16
+    assert out.first.tolist() == sorted(out.first.tolist())
+    assert out.source.max() == 2 and len(out.source) == 80
+    for k in range(3):  # every output is the size-weighted mean of the inputs it stands for
+        torch.testing.assert_close(out.tokens[k], video.view(-1, 8)[out.source == k].mean(0), atol=1e-5, rtol=0)
+
+
+def test_nothing_merges_at_full_keep():
+    video = torch.randn(3, 5, 4)
+    out = merge_across_time(video, keep=15)
+    torch.testing.assert_close(out.tokens, video.view(15, 4))
+    assert out.source.tolist() == list(range(15))
+
+
+def test_split_ratio():
+    assert split_ratio("tome", 0.2) == (0.2, None)
+    assert split_ratio("temporal", 0.05) == (1.0, 0.05)
+    assert split_ratio("both", 0.04) == (pytest.approx(0.2), 0.04)
+    assert split_ratio("both", 1.0) == (1.0, None)
+    with pytest.raises(ConfigError, match="reduction must be one of"):
+        split_ratio("pool", 0.5)
