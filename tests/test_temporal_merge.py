@@ -69,3 +69,34 @@ def test_split_ratio():
     assert split_ratio("both", 1.0) == (1.0, None)
     with pytest.raises(ConfigError, match="reduction must be one of"):
         split_ratio("pool", 0.5)
+
+
+# ---- wired into the families ---------------------------------------------------------------------
+
+
+def test_a_composed_model_pays_for_a_repeated_frame_once(xtuner_ckpt, tmp_path):
+    import aurora
+    from aurora.testing.media import make_frames, write_video
+
+    model = aurora.load(xtuner_ckpt)
+    model.preset.reducer.method = "temporal"
+    patches = model.tower.tokens_per_frame(64, 64, 1.0)
+    torch.manual_seed(0)
+    still = torch.randn(1, 3, 64, 64).expand(4, -1, -1, -1)  # the same frame four times
+    with torch.no_grad():
+        blocks = model.encode(still, 0.25)  # a quarter of 4 frames' tokens: one frame's worth
+        assert [len(b) for b in blocks] == [patches, 0, 0, 0]
+        pixels = torch.randn(4, 3, 64, 64)
+        blocks = model.encode(pixels, 0.3)
+        out = model.tower(pixels, 1.0)
+        expected = merge_across_time(model.connector(out.features), round(0.3 * 4 * patches), out.sizes)
+    assert sum(len(b) for b in blocks) == round(0.3 * 4 * patches)
+    torch.testing.assert_close(torch.cat(blocks), expected.tokens, atol=0, rtol=0)
+    assert [len(b) for b in blocks] == torch.bincount(expected.frames(patches), minlength=4).tolist()
+    clip = write_video(tmp_path / "clip.mp4", make_frames(12, 64, 64), fps=8)
+    for method, tower_ratio in (("temporal", 1.0), ("both", 0.5)):  # the whole prompt path, per-frame blocks
+        model.preset.reducer.method = method
+        reply = model.caption(clip, num_frames=4, token_kept_ratio=0.25, max_new_tokens=3)
+        assert reply.visual_tokens[0]["language_model"] == round(0.25 * 4 * patches)
+        assert reply.visual_tokens[0]["encoder"] == 4 * model.tower.tokens_per_frame(64, 64, tower_ratio)
+        assert reply.generated_tokens > 0
