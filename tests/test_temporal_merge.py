@@ -65,7 +65,8 @@ def test_nothing_merges_at_full_keep():
 def test_split_ratio():
     assert split_ratio("tome", 0.2) == (0.2, None)
     assert split_ratio("temporal", 0.05) == (1.0, 0.05)
-    assert split_ratio("both", 0.04) == (pytest.approx(0.2), 0.04)
+    assert split_ratio("both", 0.04) == (0.1, 0.04)  # ToMe to its floor, then across time
+    assert split_ratio("both", 0.25) == (0.25, 0.25)  # ToMe keeps a little more than asked: trimmed across time
     assert split_ratio("both", 1.0) == (1.0, None)
     with pytest.raises(ConfigError, match="reduction must be one of"):
         split_ratio("pool", 0.5)
@@ -94,7 +95,7 @@ def test_a_composed_model_pays_for_a_repeated_frame_once(xtuner_ckpt, tmp_path):
     torch.testing.assert_close(torch.cat(blocks), expected.tokens, atol=0, rtol=0)
     assert [len(b) for b in blocks] == torch.bincount(expected.frames(patches), minlength=4).tolist()
     clip = write_video(tmp_path / "clip.mp4", make_frames(12, 64, 64), fps=8)
-    for method, tower_ratio in (("temporal", 1.0), ("both", 0.5)):  # the whole prompt path, per-frame blocks
+    for method, tower_ratio in (("temporal", 1.0), ("both", 0.25)):  # the whole prompt path, per-frame blocks
         model.preset.reducer.method = method
         reply = model.caption(clip, num_frames=4, token_kept_ratio=0.25, max_new_tokens=3)
         assert reply.visual_tokens[0]["language_model"] == round(0.25 * 4 * patches)

@@ -8,13 +8,13 @@ the encoder (`aurora.vision.temporal.merge_across_time`). It is range-checked he
 entry point.
 
 The reducer `method` says which: "tome" (per frame, in the encoder), "temporal" (the encoder runs
-whole, then tokens alike from frame to frame merge), or "both" (`split_ratio` shares the reduction
-between them). Whichever it is, the ratio is the total share of the visual's tokens.
+whole, then tokens alike from frame to frame merge), or "both" (ToMe, then merging across time
+takes what remains to the ratio: `split_ratio`). Whichever it is, the ratio is the total share of
+the visual's tokens.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from aurora.errors import ConfigError
@@ -23,12 +23,17 @@ from aurora.vision.merge import SCHEDULES
 METHODS = ("tome", "temporal", "both")  # in-encoder merging, merging across time, or both
 
 
+TOME_FLOOR = 0.1  # the lowest ratio "both" asks of ToMe (AuroraCap's lowest; the default model trains at 0.1-0.4)
+
+
 def split_ratio(method: str, ratio: float) -> tuple[float, float | None]:
     """(the encoder's ToMe ratio, the total share kept after merging across time, None for no
     temporal step) for a reducer method at a total ratio.
 
-    "both" gives ToMe sqrt(ratio) per frame (0.2 at 4%) and merging across time the rest: ToMe
-    speeds the encoder and keeps a frame's own detail, merging across time removes what repeats.
+    "both" asks ToMe for the ratio, but not below TOME_FLOOR, and merging across time takes the
+    tokens that remain to exactly the ratio: ToMe keeps each frame's own detail where it can (and
+    speeds the encoder), merging across time removes what repeats from frame to frame. (Giving ToMe
+    sqrt(ratio) instead was worse on the long synthetic split: 71.6% against 76.9% at 5%, 24 clips.)
     """
     if method not in METHODS:
         raise ConfigError(f"reduction must be one of {METHODS}, got {method!r}")
@@ -36,7 +41,7 @@ def split_ratio(method: str, ratio: float) -> tuple[float, float | None]:
         return ratio, None
     if method == "temporal":
         return 1.0, ratio
-    return math.sqrt(ratio), ratio
+    return max(ratio, TOME_FLOOR), ratio
 
 
 def check_ratio(ratio: float) -> float:
