@@ -110,7 +110,7 @@ def _curve(summaries: dict, timings: dict, reductions, shares) -> dict:
         for share in shares:
             r = summaries[reduction]["results"].get(f"{share:g}") or first
             t = timings.get((reduction, share), {})
-            point = {"overall": r["overall"], "relative": r["overall"] / full_accuracy if full_accuracy else 0.0,
+            point = {"overall": r["overall"], "relative": r["overall"] / full_accuracy if full_accuracy else None,
                      "token_share": r["visual_tokens"] / full_tokens, "visual_tokens": r["visual_tokens"],
                      "aspects": {k: v for k, v in r.items() if k not in ("by_objects",) and isinstance(v, float)}}
             if t and full_time:
@@ -131,8 +131,9 @@ def curve_table(curve: dict) -> str:
         for share, p in points.items():
             timing = (f"{1000 * p['ttft']:.0f} | {p['speedup']:.1f}x | {1000 * p['ttft_model']:.0f} | "
                       f"{p['speedup_model']:.1f}x") if "ttft" in p else "- | - | - | -"
+            relative = "-" if p["relative"] is None else f"{100 * p['relative']:.1f}%"
             rows.append(f"| {reduction} | {100 * float(share):g}% | {100 * p['token_share']:.1f}% "
-                        f"({p['visual_tokens']:.0f}) | {100 * p['overall']:.1f} | {100 * p['relative']:.1f}% | {timing} |\n")
+                        f"({p['visual_tokens']:.0f}) | {100 * p['overall']:.1f} | {relative} | {timing} |\n")
     return head + "".join(rows)
 
 
