@@ -101,3 +101,17 @@ def test_a_composed_model_pays_for_a_repeated_frame_once(xtuner_ckpt, tmp_path):
         assert reply.visual_tokens[0]["language_model"] == round(0.25 * 4 * patches)
         assert reply.visual_tokens[0]["encoder"] == 4 * model.tower.tokens_per_frame(64, 64, tower_ratio)
         assert reply.generated_tokens > 0
+
+
+def test_reduction_flag_on_the_bundled_model(capsys):
+    from pathlib import Path
+
+    from aurora.cli import main
+
+    clip = str(Path(__file__).parent.parent / "examples" / "clip_00003.mp4")
+    assert main(["caption", clip, "--reduction", "both", "--token-kept-ratio", "0.05", "--profile"]) == 0
+    out = capsys.readouterr()
+    assert "the background is" in out.out.lower()
+    assert f"visual tokens: patches 512 -> encoder {8 * 11} -> language_model {round(0.05 * 512)}" in out.err
+    assert main(["caption", clip, "--reduction", "pool"]) == 2  # a one-line usage error
+    assert "--reduction: invalid choice: 'pool'" in capsys.readouterr().err

@@ -225,6 +225,9 @@ class VideoLLM(ChatModel):
     def encode_visuals(self, pixels: list[torch.Tensor], token_kept_ratio: float) -> list[torch.Tensor]:
         """Several visuals' (T_i, C, H, W) frames through the tower in one batch, then the connector
         per visual -> one (B_i, n, D) tensor of blocks each (training batches)."""
+        if self.preset.reducer.method != "tome":
+            raise ConfigError(f"reducer method {self.preset.reducer.method!r} merges across time at inference only; "
+                              "train with method 'tome' (set reducer.method in aurora_preset.json)")
         frames = torch.cat(pixels).to(self.device, self.dtype)
         features = self.tower(frames, token_kept_ratio).features  # (sum T_i, n, C)
         return [self.connector(part) for part in features.split([p.shape[0] for p in pixels])]
