@@ -115,3 +115,23 @@ def test_reduction_flag_on_the_bundled_model(capsys):
     assert f"visual tokens: patches 512 -> encoder {8 * 11} -> language_model {round(0.05 * 512)}" in out.err
     assert main(["caption", clip, "--reduction", "pool"]) == 2  # a one-line usage error
     assert "--reduction: invalid choice: 'pool'" in capsys.readouterr().err
+
+
+def test_training_refuses_a_preset_that_merges_across_time(xtuner_ckpt):
+    import aurora
+
+    model = aurora.load(xtuner_ckpt)
+    model.preset.reducer.method = "both"
+    with pytest.raises(ConfigError, match="merges across time at inference only"):
+        model.encode_visuals([torch.randn(2, 3, 64, 64)], 0.5)
+
+
+def test_eval_synth_names_a_bad_reduction(tmp_path, capsys):
+    from aurora.cli import main
+
+    (tmp_path / "test.jsonl").write_text("")
+    args = ["eval", "synth", "--data", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "out")]
+    assert main(args + ["--reduction", "pool"]) == 2
+    assert "--reduction takes tome, temporal, both, got 'pool'" in capsys.readouterr().err
+    assert main(args + ["--reduction", "tome,both"]) == 2  # a list only with --sweep
+    assert "--reduction takes one reducer without --sweep" in capsys.readouterr().err
