@@ -59,6 +59,10 @@ def _add_train(sub) -> None:
     p.add_argument("--train-parts", dest="train_parts", type=lambda s: tuple(x for x in s.split(",") if x),
                    help="comma-separated: tower,connector,language_model")
     p.add_argument("--lora-rank", dest="lora_rank", type=int)
+    p.add_argument("--freeze-gates", dest="freeze_gates", action="store_true", default=None,
+                   help="a mixture of LoRA experts (Awaker): keep its gates as they are")
+    p.add_argument("--balance-loss", dest="balance_loss", type=float,
+                   help="a mixture of LoRA experts: weight of the load-balancing loss (default 0)")
     p.add_argument("--token-kept-ratio", dest="token_kept_ratio", type=_ratio)
     p.add_argument("--num-frames", dest="num_frames", type=_positive_int, help="default: the model's preset")
     p.add_argument("--batch-size", dest="batch_size", type=_positive_int)
@@ -177,6 +181,8 @@ def caption_record(reply, args) -> dict:
         "prompt_tokens": reply.prompt_tokens,
         "generated_tokens": reply.generated_tokens,
         "timings": reply.timings,
+        **({"routing": reply.routing} if reply.routing else {}),  # mixture-of-experts models: experts chosen
+        **({"clips": reply.clips[0]} if reply.clips else {}),  # clip-sampled models (Apollo): [start, end] s
     }
 
 
@@ -230,7 +236,7 @@ def run_synth(args) -> int:
 
 TRAIN_FLAGS = ("data", "output_dir", "model", "train_parts", "lora_rank", "token_kept_ratio", "num_frames",
                "batch_size", "grad_accum", "lr", "max_steps", "warmup_steps", "save_every", "log_every",
-               "mixed_precision", "loss_normalisation", "objective", "seed", "threads")
+               "mixed_precision", "loss_normalisation", "objective", "seed", "threads", "freeze_gates", "balance_loss")
 
 
 def run_train(args) -> int:

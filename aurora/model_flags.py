@@ -39,11 +39,16 @@ def add_generation_flags(p, max_new_tokens_help: str = "default: the model's pre
     p.add_argument("--seed", type=int, help="random seed for sampling")
 
 
+def load_kwargs(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `aurora.load` that add_load_flags sets (all but the model)."""
+    return dict(device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                adapter=getattr(args, "adapter", None), lora_alpha=getattr(args, "lora_alpha", None))
+
+
 def load_model(args: argparse.Namespace):
     from aurora.models import load
 
-    model = load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                 adapter=getattr(args, "adapter", None), lora_alpha=getattr(args, "lora_alpha", None))
+    model = load(args.model, **load_kwargs(args))
     if getattr(args, "reduction", None):  # --reduction overrides the preset's reducer method
         model.preset.reducer.method = args.reduction
     return model

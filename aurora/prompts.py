@@ -3,7 +3,7 @@ becomes token segments — owned once here for inference and training alike.
 
 A template renders a list of messages into one prompt string. A visual enters a user turn as
 `<image>` placeholders laid out by the preset's `layout`: one per frame (AuroraCap: "<image>
-<image>\n{prompt}") or one per video (PLLaVA). The model later replaces each placeholder by one
+<image>\n{prompt}"), one per video (PLLaVA), or one per clip inside timed text (Apollo: `clips_text`). The model later replaces each placeholder by one
 block of visual tokens, in order, with no separator tokens (`aurora.models.splice`). The registry
 is plain data so a checkpoint's preset can name its template.
 """
@@ -16,7 +16,7 @@ from aurora.errors import ConfigError
 
 IMAGE_PLACEHOLDER = "<image>"
 IGNORE = -100  # label of tokens that carry no loss
-LAYOUTS = ("frames", "video")  # one placeholder per frame (AuroraCap) or per video (PLLaVA)
+LAYOUTS = ("frames", "video", "clips")  # one placeholder per frame (AuroraCap), per video (PLLaVA), per timed clip (Apollo)
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,19 @@ TEMPLATES["pllava_eval_interleaf"] = replace(TEMPLATES["pllava_eval_alone"], nam
                                              visual_join="\n ")
 # Qwen2-VL's chat template: ChatML with the visual's tokens right before the text
 TEMPLATES["qwen2_vl"] = replace(TEMPLATES["chatml"], name="qwen2_vl", visual_join="")
+# Fallbacks for LLaVA-style checkpoints without a chat template of their own (theirs is used when
+# present), and what training renders: a turn of visuals then text comes out as llava-hf's published
+# chat templates write it, so fine-tuning and answering agree. LLaVA-OneVision: ChatML with a space
+# after the role ("<|im_start|>user <video>\n{text}<|im_end|>\n"), no default system message;
+# LLaVA-NeXT-Video: vicuna ("USER: <video>\n{text} ASSISTANT:").
+TEMPLATES["llava_onevision"] = replace(TEMPLATES["chatml"], name="llava_onevision", default_system="",
+                                       system="<|im_start|>system \n{content}<|im_end|>\n",
+                                       user="<|im_start|>user {content}<|im_end|>\n")
+TEMPLATES["llava_next_video"] = replace(TEMPLATES["vicuna"], name="llava_next_video")
+# Apollo's "qwen_2" conversation (conv_qwen, SeparatorStyle.CHATML): its system text starts with a
+# newline ("<|im_start|>system\n\nYou are ..."), and the timed clips end with "\n\n" before the question.
+TEMPLATES["apollo"] = replace(TEMPLATES["chatml"], name="apollo", visual_join="\n\n",
+                              default_system="\nYou are a helpful vision-language assistant.")
 
 
 def get_template(name: str) -> Template:
@@ -159,15 +172,43 @@ class TemplateSettings:
             raise ConfigError(f"invalid preset: layout must be one of {LAYOUTS}")
 
 
-def user_content(block_counts: list[int], text: str, layout: str = "frames", join: str = "\n") -> str:
+def user_content(block_counts: list[int | str], text: str, layout: str = "frames", join: str = "\n") -> str:
     """A user turn's text: per visual, its placeholders (one per token block, joined by spaces),
     each visual on its own line, then a newline and the text (AuroraCap: "<image> <image>\n{prompt}").
 
-    `layout` "video" expects one block per visual (the whole video behind one placeholder)."""
+    `layout` "video" expects one block per visual (the whole video behind one placeholder). A visual
+    given as text instead of a count is already laid out with its placeholders (layout "clips":
+    `clips_text`)."""
     if layout == "video" and any(count != 1 for count in block_counts):
         raise ConfigError(f"layout 'video' takes one token block per visual, got {block_counts}")
-    lines = [" ".join([IMAGE_PLACEHOLDER] * count) for count in block_counts]
+    if layout == "clips" and not all(isinstance(count, str) for count in block_counts):
+        raise ConfigError("layout 'clips' takes each visual's timed text (clips_text), not a block count")
+    lines = [count if isinstance(count, str) else " ".join([IMAGE_PLACEHOLDER] * count) for count in block_counts]
     return "\n".join(lines) + join + text if lines else text
+
+
+def clips_text(clips: list[tuple[float, float]], duration: float, clip_duration: float) -> str:
+    """A video as timed clips, Apollo's words exactly (ApolloMMLoader): "You are provided the following
+    series of {n in words}, {clip_duration} second clips from a {H:MM:SS} [H:MM:SS] video.\n", then
+    one "{start:.1f}-{end:.1f} seconds: <image>" per clip (the clip's token block), joined by ",\n".
+
+    The length is Python's `str(timedelta)` as published, so a fractional one keeps its
+    microseconds ("0:01:01.033333"); the clip duration prints as its config value does (2 or 2.0)."""
+    import datetime
+
+    from num2words import num2words
+
+    head = (f"You are provided the following series of {num2words(len(clips))}, {clip_duration} second clips "
+            f"from a {datetime.timedelta(seconds=duration)} [H:MM:SS] video.\n")
+    return head + ",\n".join(f"{_tenths(start)}-{_tenths(end)} seconds: {IMAGE_PLACEHOLDER}" for start, end in clips)
+
+
+def _tenths(seconds: float) -> str:
+    """Apollo writes `round(t, 1)` of a numpy float, i.e. numpy's rounding (rint(10 t) / 10, so 0.15
+    gives 0.2 where Python's round gives 0.1), printed with one decimal."""
+    import numpy as np
+
+    return f"{float(np.round(np.float64(seconds), 1)):.1f}"
 
 
 def segment(pieces: list[tuple[str, bool]], tokenizer) -> tuple[list[list[int]], list[list[int]]]:

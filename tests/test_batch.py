@@ -84,7 +84,8 @@ def test_every_input_gets_exactly_one_row_and_failures_carry_their_error(clips, 
         assert row["caption"] and row["generated_tokens"] > 0 and row["visual_tokens_per_frame"] > 0
         assert len(row["frame_indices"]) == len(row["frame_timestamps"]) == 4
         assert row["settings"] == {"model": "aurora-default", "prompt": "Describe the video in detail.", "num_frames": 4,
-                                   "fps": None, "token_kept_ratio": 0.2, "max_new_tokens": 12}
+                                   "fps": None, "token_kept_ratio": 0.2, "max_new_tokens": 12,
+                                   "adapter": None, "lora_alpha": None}
         assert set(row["timings"]) == {"decode", "preprocess", "encode", "prefill", "generate"}
 
 

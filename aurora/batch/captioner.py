@@ -38,7 +38,7 @@ class FrameSettings:
 
 
 def job_settings(preset, model_name: str, prompt=None, num_frames=None, fps=None, token_kept_ratio=None,
-                 max_new_tokens=None) -> tuple[dict, FrameSettings]:
+                 max_new_tokens=None, adapter=None, lora_alpha=None) -> tuple[dict, FrameSettings]:
     """A job's options resolved against the model's preset: the rows' `settings` and the frame settings."""
     settings = {
         "model": model_name,
@@ -47,6 +47,8 @@ def job_settings(preset, model_name: str, prompt=None, num_frames=None, fps=None
         "fps": fps,
         "token_kept_ratio": preset.reducer.token_kept_ratio if token_kept_ratio is None else token_kept_ratio,
         "max_new_tokens": max_new_tokens or preset.generation.max_new_tokens,
+        "adapter": None if adapter is None else str(adapter),
+        "lora_alpha": lora_alpha,
     }
     from aurora.models.registry import get
 

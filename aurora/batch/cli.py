@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from aurora.argtypes import count, positive_float, positive_int, ratio
+from aurora.model_flags import add_load_flags, load_kwargs
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +20,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("input", help="directory (searched recursively), text file of paths/URLs, or .csv/.jsonl/.parquet table")
     p.add_argument("--out", required=True, help="results file: .jsonl or .parquet")
     p.add_argument("--column", help="the table column holding paths/URLs (default: path)")
-    p.add_argument("--model", help="checkpoint directory or hub id (default: the bundled model)")
+    add_load_flags(p)
     p.add_argument("--prompt", help="default: the model's preset")
     p.add_argument("--num-frames", dest="num_frames", type=positive_int, help="frames per video (default: preset)")
     p.add_argument("--fps", type=positive_float, help="sample at this many frames per second (capped by --num-frames)")
@@ -32,8 +33,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--address", help="ray: the cluster to join, e.g. auto (default: start a local one)")
     p.add_argument("--resume", action="store_true", help="continue the job that wrote --out")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(run=run)
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         args.input, args.out, model=args.model, prompt=args.prompt, num_frames=args.num_frames, fps=args.fps,
         token_kept_ratio=args.token_kept_ratio, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         workers=1 if args.workers is None else args.workers, engine=args.engine, address=args.address,
-        column=args.column, resume=args.resume, device=args.device, dtype=args.dtype, progress=args.progress,
+        column=args.column, resume=args.resume, progress=args.progress, **load_kwargs(args),
     )
     failed = sum(row["error"] is not None for row in rows)
     print(f"{len(rows) - failed} captioned, {failed} failed: {args.out}", file=sys.stderr)

@@ -34,6 +34,9 @@ def caption_dataset(
     resume: bool = False,
     device: str = "auto",
     dtype: str = "auto",
+    trust_remote_code: bool = False,
+    adapter: str | None = None,
+    lora_alpha: float | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Caption every input; returns one row per distinct input (see `aurora.batch.rows`).
@@ -43,7 +46,8 @@ def caption_dataset(
     finish (None: rows only returned); `resume` continues a killed job writing the same file. model:
     a checkpoint directory, hub id, None (the bundled model) or, for the local engine, a loaded
     model. workers: decoding processes (local; 0 = decode inline) or captioning actors (ray).
-    address: the Ray cluster (e.g. "auto"; None starts a local one).
+    address: the Ray cluster (e.g. "auto"; None starts a local one). device, dtype,
+    trust_remote_code, adapter, lora_alpha: as `aurora.load` takes them.
     """
     if engine not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -62,7 +66,12 @@ def caption_dataset(
         references = unique([str(reference) for reference in inputs])
 
     preset, name = (loaded.preset, loaded.name) if loaded is not None else _preset_of(model)
-    settings, frames = job_settings(preset, name, prompt, num_frames, fps, token_kept_ratio, max_new_tokens)
+    if loaded is not None and (adapter is not None or lora_alpha is not None):
+        raise ConfigError("a loaded model already has its adapter: pass adapter/lora_alpha with a checkpoint path instead")
+    settings, frames = job_settings(preset, name, prompt, num_frames, fps, token_kept_ratio, max_new_tokens,
+                                    adapter, lora_alpha)
+    load_options = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, adapter=adapter,
+                        lora_alpha=lora_alpha)
     writer = open_results(out, resume, settings) if out is not None else None
     rows = list(writer.rows) if writer is not None else []
     done = {row["path"] for row in rows}
@@ -70,7 +79,7 @@ def caption_dataset(
     if todo and engine == "local" and loaded is None:
         import aurora
 
-        loaded = aurora.load(model, device=device, dtype=dtype)
+        loaded = aurora.load(model, **load_options)
     bar = _Progress(total=len(references), done=len(references) - len(todo), enabled=progress)  # after loading
 
     def on_rows(new: list[dict]) -> None:
@@ -89,7 +98,7 @@ def caption_dataset(
             from aurora.batch.ray_engine import run_ray
 
             options = dict(prompt=prompt, num_frames=num_frames, fps=fps, token_kept_ratio=token_kept_ratio,
-                           max_new_tokens=max_new_tokens, device=device, dtype=dtype)
+                           max_new_tokens=max_new_tokens, **load_options)
             run_ray(todo, frames, None if model is None else str(model), options, batch_size, workers, address, on_rows)
         finished = True
     finally:

@@ -50,11 +50,12 @@ class CaptionBatch:
     caption row per input out (errors included), as a pyarrow table of `aurora.batch.rows.schema()`."""
 
     def __init__(self, model=None, prompt=None, num_frames=None, fps=None, token_kept_ratio=None, max_new_tokens=None,
-                 batch_size: int = 16, device: str = "auto", dtype: str = "auto"):
+                 batch_size: int = 16, **load_kwargs):
         import aurora
 
-        loaded = aurora.load(model, device=device, dtype=dtype)
-        settings, _ = job_settings(loaded.preset, loaded.name, prompt, num_frames, fps, token_kept_ratio, max_new_tokens)
+        loaded = aurora.load(model, **load_kwargs)
+        settings, _ = job_settings(loaded.preset, loaded.name, prompt, num_frames, fps, token_kept_ratio, max_new_tokens,
+                                   load_kwargs.get("adapter"), load_kwargs.get("lora_alpha"))
         self.captioner = Captioner(loaded, settings, batch_size)
 
     def __call__(self, batch: dict):

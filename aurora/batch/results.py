@@ -45,7 +45,8 @@ def open_results(path: str | os.PathLike, resume: bool, settings: dict):
 
 
 def _check_same_job(path: Path, rows: list[dict], settings: dict) -> None:
-    if rows and rows[0].get("settings") != settings:
+    # files written before a setting existed lack its key: read it as unset (None)
+    if rows and {key: None for key in settings} | (rows[0].get("settings") or {}) != settings:
         raise ConfigError(
             f"{path} was written with settings {json.dumps(rows[0].get('settings'))}, this job has {json.dumps(settings)}: "
             "resume with the same options, or choose another --out"

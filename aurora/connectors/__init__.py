@@ -14,6 +14,7 @@ from aurora.errors import CheckpointError
 CONNECTORS = {
     "projector": "aurora.connectors.projector:MLPProjector",  # AuroraCap's xtuner name
     "pool": "aurora.connectors.pool:PooledConnector",
+    "mm_connector": "aurora.connectors.resampler:PerceiverConnector",  # Apollo's projection + Perceiver resampler
 }
 
 

@@ -12,7 +12,8 @@ from aurora.media.audio import add_audio, has_audio, load_audio
 from aurora.media.frames import Frames
 from aurora.media.image import load_image
 from aurora.media.limits import MediaLimits
-from aurora.media.loader import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_visual, load_visual
+from aurora.media.clips import clip_indices, clip_share, sample_clips
+from aurora.media.loader import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_visual, load_clips, load_visual
 from aurora.media.orientation import apply_rotation
 from aurora.media.sampling import fps_indices, segment_middle_indices, uniform_indices
 from aurora.media.video import load_video, probe_video
@@ -25,6 +26,10 @@ __all__ = [
     "add_audio",
     "apply_rotation",
     "check_visual",
+    "clip_indices",
+    "clip_share",
+    "load_clips",
+    "sample_clips",
     "fps_indices",
     "has_audio",
     "load_audio",

@@ -7,6 +7,7 @@ import os
 from aurora.errors import ConfigError, MediaError
 from aurora.media._checks import check_file, check_sampling
 from aurora.media.audio import add_audio
+from aurora.media.clips import sample_clips
 from aurora.media.frames import Frames
 from aurora.media.image import load_image
 from aurora.media.video import load_video
@@ -60,3 +61,31 @@ def check_visual(path: str | os.PathLike) -> str:
         f"cannot load {path!r}: unsupported extension {extension or '(none)'!r}; "
         f"supported videos: {' '.join(VIDEO_EXTENSIONS)}; images: {' '.join(IMAGE_EXTENSIONS)}"
     )
+
+
+def load_clips(
+    path: str | os.PathLike,
+    clip_duration: float,
+    frames_per_clip: int,
+    tokens_per_clip: int,
+    model_max_length: int,
+    clip_sampling_ratio: float,
+    size: int | None = None,
+) -> Frames:
+    """A video read as clips (Apollo's rule, ``aurora.media.clips``): ``frames_per_clip`` frames per
+    clip, as many clips as fit ``model_max_length`` at ``tokens_per_clip`` tokens each. The result's
+    ``clips`` holds each clip's (start, end) seconds; clip k is frames k*frames_per_clip onward."""
+    path = check_visual(path)
+    if not path.lower().endswith(VIDEO_EXTENSIONS):
+        raise ConfigError(f"{path!r} is an image: clip sampling (Apollo) takes a video")
+    ranges: list[tuple[float, float]] = []
+
+    def choose(total: int, fps: float | None) -> list[int]:
+        clips, times = sample_clips(total, fps, clip_duration, frames_per_clip, tokens_per_clip,
+                                    model_max_length, clip_sampling_ratio)
+        ranges.extend(times)
+        return [i for clip in clips for i in clip]
+
+    frames = load_video(path, num_frames=1, choose=choose, size=size)  # `choose` names the frames
+    frames.clips = ranges
+    return frames

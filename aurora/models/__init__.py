@@ -63,7 +63,7 @@ def load(
             raise CheckpointError("no default model is bundled in this install: pass a checkpoint (--model PATH_OR_HUB_ID)")
         path_or_id = DEFAULT_MODEL
     path = resolve(path_or_id, revision)
-    family, layout = detect(path)
+    family, layout = detect(path, trust_remote_code)
     torch_device = resolve_device(device)
     model = family.load(path, layout, dtype=resolve_dtype(dtype, torch_device), trust_remote_code=trust_remote_code)
     if adapter is not None:

@@ -39,7 +39,8 @@ from aurora.generation import Generator
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
 from aurora.models.splice import pad
-from aurora.models.video_llm import STAGES, ChatModel, _timed
+from aurora.models.native import NativeModel
+from aurora.models.video_llm import STAGES, _timed
 from aurora.models.weights import from_pretrained, load_tokenizer, read_config
 from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
@@ -91,7 +92,7 @@ def frame_interval(frames: media.Frames) -> float:
     return 1.0 / (frames.fps or 2.0)
 
 
-class Qwen2VL(ChatModel):
+class Qwen2VL(NativeModel):
     """A native family's model: transformers' module answers; Aurora feeds it."""
 
     def __init__(self, model, tokenizer, preset: Preset, processing: dict, name: str = "qwen2-vl"):
@@ -101,28 +102,14 @@ class Qwen2VL(ChatModel):
         self.template = get_template(preset.template.name)
         self.generator = Generator(model, tokenizer, self.template.stop, VISUAL_TOKENS, preset.generation.max_new_tokens)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def language_model(self):
-        """The module LoRA wraps and training saves: the whole transformers model (q/v projections exist
-        only in its language model); peft wraps its layers in place, so `self.model` sees the adapter."""
-        return self.__dict__.get("_adapted") or self.model
-
-    def __setattr__(self, name, value):
-        if name != "language_model":
-            return super().__setattr__(name, value)
-        if hasattr(value, "peft_config"):  # kept outside the module tree: its layers are self.model's
-            self.__dict__["_adapted"] = value
-        else:  # a plain model again (LoRA merged): it replaces the wrapped one
-            self.__dict__["_adapted"] = None
-            super().__setattr__("model", value)
-
     def training_logits(self, samples, token_kept_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Samples split at one placeholder per visual -> (B, L, V) logits and (B, L) labels, with each
         visual's vision tokens in the placeholder's place (no loss on them)."""
+        inputs, labels = self.training_inputs(samples, token_kept_ratio)
+        return self.model(**inputs).logits, labels
+
+    def training_inputs(self, samples, token_kept_ratio: float) -> tuple[dict, torch.Tensor]:
+        """The model's inputs (ids, pixels, grids) for training samples, and their (B, L) labels."""
         if token_kept_ratio < 1:
             raise ConfigError("train Qwen2-VL at token_kept_ratio 1.0 (reduction is for inference)")
         config, rows, labels, visuals = self.model.config, [], [], {}
@@ -147,11 +134,7 @@ class Qwen2VL(ChatModel):
         for key in ("pixel_values", "pixel_values_videos"):
             if key in inputs:
                 inputs[key] = inputs[key].to(self.model.dtype)
-        return self.model(**inputs).logits, label_rows.to(self.device)
-
-    @property
-    def context_length(self) -> int | None:
-        return getattr(self.model.config.text_config, "max_position_embeddings", None)
+        return inputs, label_rows.to(self.device)
 
     def visual_inputs(self, frames: media.Frames) -> tuple[str, dict]:
         """The placeholder text and the model inputs of one visual."""
@@ -203,12 +186,24 @@ class Qwen2VL(ChatModel):
 
     def reduce(self, inputs: dict, ratio: float) -> dict:
         """One row's ids and pixels -> the kept (L', D) embeddings and their (3, L') M-RoPE positions."""
+        embeds, keep = self.embed_visuals(inputs, ratio)
+        return self.keep_tokens(inputs, embeds, keep)
+
+    def keep_tokens(self, inputs: dict, embeds: torch.Tensor, keep: torch.Tensor) -> dict:
+        """The kept rows of a prompt's (L, D) embeddings with their unreduced (3, L') M-RoPE positions."""
+        ids, types = inputs["input_ids"].to(self.device), inputs["mm_token_type_ids"].to(self.device)
+        extra = {"second_per_grid_ts": inputs["second_per_grid_ts"]} if "second_per_grid_ts" in inputs else {}
+        positions, _ = self.model.model.get_rope_index(ids[None], types[None], image_grid_thw=inputs.get("image_grid_thw"),
+                                                       video_grid_thw=inputs.get("video_grid_thw"), **extra)  # (3, 1, L)
+        kept = keep.nonzero()[:, 0]  # places in the unreduced prompt
+        return {"inputs_embeds": embeds[kept], "position_ids": positions[:, 0, kept], "kept": kept}
+
+    def embed_visuals(self, inputs: dict, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One row's ids and pixels -> its (L, D) layer-0 input (vision features in their places) and
+        which tokens to keep at `ratio` (all text; per visual the most distinct of its tokens)."""
         core, config = self.model.model, self.model.config
         ids, types = inputs["input_ids"].to(self.device), inputs["mm_token_type_ids"].to(self.device)
         embeds = self.model.get_input_embeddings()(ids)  # (L, D)
-        extra = {"second_per_grid_ts": inputs["second_per_grid_ts"]} if "second_per_grid_ts" in inputs else {}
-        positions, _ = core.get_rope_index(ids[None], types[None], image_grid_thw=inputs.get("image_grid_thw"),
-                                           video_grid_thw=inputs.get("video_grid_thw"), **extra)  # (3, 1, L)
         keep = types == 0
         for kind, token in (("image", config.image_token_id), ("video", config.video_token_id)):
             if f"{kind}_grid_thw" not in inputs:
@@ -230,8 +225,7 @@ class Qwen2VL(ChatModel):
                     embeds[here[chosen]] = merged.tokens.to(embeds.dtype)
                 keep[here[chosen]] = True
                 start += visual.shape[0]
-        kept = keep.nonzero()[:, 0]  # places in the unreduced prompt
-        return {"inputs_embeds": embeds[kept], "position_ids": positions[:, 0, kept], "kept": kept}
+        return embeds, keep
 
     def collate(self, rows: list[dict]) -> dict:
         if "inputs_embeds" in rows[0]:  # reduced: embeddings with their own M-RoPE positions

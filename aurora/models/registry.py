@@ -46,7 +46,11 @@ class Family:
 _FAMILIES: dict[str, str | Family] = {
     "pllava": "aurora.models.pllava:FAMILY",  # before AuroraCap: both read model_type "llava"
     "auroracap": "aurora.models.auroracap:FAMILY",
+    "awaker": "aurora.models.awaker:FAMILY",  # before Qwen2-VL: both read model_type "qwen2_vl"
     "qwen2_vl": "aurora.models.qwen2_vl:FAMILY",
+    "llava_onevision": "aurora.models.llava_onevision:FAMILY",
+    "llava_next_video": "aurora.models.llava_next_video:FAMILY",
+    "apollo": "aurora.models.apollo:FAMILY",
 }
 
 
@@ -77,8 +81,9 @@ def family_of(model) -> Family:
     return get(model.preset.family)
 
 
-def detect(path: Path) -> tuple[Family, str]:
-    """(family, layout) of a checkpoint directory; a one-line error naming what loads when none fits.
+def detect(path: Path, trust_remote_code: bool = False) -> tuple[Family, str]:
+    """(family, layout) of a checkpoint directory; a one-line error naming what loads when none fits
+    (and, for a checkpoint that ships its own code, saying so).
 
     A checkpoint whose aurora_preset.json names a family is that family's; otherwise each family's
     `detect` is asked in registration order."""
@@ -95,6 +100,13 @@ def detect(path: Path) -> tuple[Family, str]:
         raise CheckpointError(f"{path} is not a checkpoint: no config.json (expected one of the layouts of {', '.join(names())})")
     model_type = config.get("model_type") if isinstance(config, dict) else None
     layouts = "; ".join(f"{name}: {', '.join(get(name).layouts)}" for name in names())
+    remote = _remote_code(config) if isinstance(config, dict) else None
+    if remote and not trust_remote_code:
+        raise CheckpointError(f"{path} needs remote code ({remote}), which Aurora runs only with --trust-remote-code, "
+                              f"and then only for the layouts it reads: {layouts}")
+    if remote:
+        raise CheckpointError(f"{path} is its own code's architecture ({remote}), which no Aurora family reads: "
+                              f"Aurora loads {layouts}")
     raise CheckpointError(f"unknown checkpoint layout in {path} (model_type {model_type!r}): Aurora loads {layouts}")
 
 
@@ -103,3 +115,14 @@ def _json(path: Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+
+
+def _remote_code(config: dict) -> str | None:
+    """What says a checkpoint brings its own modelling code: an auto_map, or an architecture
+    transformers lacks; None for one transformers can build."""
+    if config.get("auto_map"):
+        return f"config.json auto_map: {', '.join(sorted(config['auto_map']))}"
+    import transformers
+
+    unknown = [name for name in config.get("architectures") or [] if not hasattr(transformers, name)]
+    return f"architecture {unknown[0]} is not in transformers" if unknown else None

@@ -20,10 +20,13 @@ class Reply:
     visual_tokens_per_frame: list[int] = field(default_factory=list)  # per visual: tokens per block
     # per visual: tokens after each stage, {"patches", "encoder" (after ToMe), "language_model"}
     visual_tokens: list[dict[str, int]] = field(default_factory=list)
+    clips: list[list[list[float]]] = field(default_factory=list)  # per visual read as clips: [start, end] s each
     prompt_tokens: int = 0
     generated_tokens: int = 0
     finish_reason: str = ""  # stop / length / cancelled
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    # mixture-of-experts models: the expert each gate chose ({"experts", "weights", "histogram"}); {} otherwise
+    routing: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

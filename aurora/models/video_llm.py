@@ -68,19 +68,35 @@ class ChatModel(nn.Module):
 
         Each visual is decoded (timed as "decode"), recorded in `reply`, and handed to
         `on_visual(frames)`, which encodes it its model's way and returns how many placeholders it takes."""
+        return self.layout_turns(self.read_messages(messages, num_frames, fps, reply, on_visual), chat)
+
+    def layout_turns(self, read: list[tuple[str, list]], chat) -> list[tuple[str, str]]:
+        """`read_messages`' turns -> (role, text) turns, each visual as its count of placeholders
+        laid out by the preset's layout and `chat`'s join."""
+        turns = []
+        for role, parts in read:
+            words = [value for kind, value in parts if kind == "text"]
+            counts = [value for kind, value in parts if kind != "text"]
+            turns.append((role, user_content(counts, " ".join(words), self.preset.template.layout, chat.visual_join)))
+        return turns
+
+    def read_messages(self, messages: list[dict], num_frames, fps, reply: Reply, on_visual) -> list[tuple[str, list]]:
+        """Messages -> (role, parts) with every visual decoded (timed as "decode"), recorded in
+        `reply` and replaced by ("image" | "video", on_visual(frames)); text parts stay ("text", str).
+        For a model whose own chat template lays visuals out (`render_turns` uses the preset's)."""
         turns = []
         for role, parts in normalise_messages(messages):
-            words, counts = [], []
+            read = []
             for kind, value in parts:
                 if kind == "text":
-                    words.append(value)
+                    read.append((kind, value))
                     continue
                 with _timed(reply.timings, "decode"):
                     frames = self.load_frames(value, num_frames=num_frames, fps=fps)
                 reply.frame_indices.append(list(frames.indices))
                 reply.frame_timestamps.append([round(float(t), 6) for t in frames.timestamps])
-                counts.append(on_visual(frames))
-            turns.append((role, user_content(counts, " ".join(words), self.preset.template.layout, chat.visual_join)))
+                read.append(("image" if frames.is_image else "video", on_visual(frames)))
+            turns.append((role, read))
         return turns
 
     @torch.inference_mode()
@@ -116,7 +132,12 @@ class ChatModel(nn.Module):
             reply.timings["generate"] = (end - first) if first else 0.0
             reply.timings = {k: round(v, 6) for k, v in reply.timings.items()}
             replies.append(reply)
+        self.annotate(replies)
         return replies
+
+    def annotate(self, replies: list[Reply]) -> None:
+        """Called with the replies of a generated batch, in its row order: a model adds what else it
+        reports per answer (a mixture of experts: the routing). Nothing by default."""
 
     def chat(self, messages: list[dict], stream: bool = False, **kwargs) -> "Reply | ReplyStream":
         """Answer a conversation; with stream=True, iterate over text deltas as they come."""

@@ -254,6 +254,7 @@ class _Job:
         results, first = model.generator(model.collate([row]), options, on_text, self.cancel)
         end = time.perf_counter()
         reply.text, reply.generated_tokens, reply.finish_reason = results[0]
+        model.annotate([reply])
         reply.timings["prefill"] = (first - start) if first else end - start
         reply.timings["generate"] = (end - first) if first else 0.0
         reply.timings = {k: round(v, 6) for k, v in reply.timings.items()}

@@ -12,24 +12,15 @@ from aurora.argtypes import count as _count
 from aurora.argtypes import positive_float as _positive_float
 from aurora.argtypes import positive_int as _positive_int
 from aurora.errors import ConfigError
+from aurora.model_flags import add_load_flags, load_kwargs
 from aurora.models import DEFAULT_MODEL
 
 _MB = 1024**2
 
 
-
-
-
-
-
-
 def _add_model_flags(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("--model", "--model_path", dest="model", required=required,
-                   help="checkpoint directory or hub id (default: the bundled model)")
+    add_load_flags(p, required=required)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with a checkpoint to run")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
 
 
@@ -79,7 +70,8 @@ def run_serve(args) -> int:
         media_timeout=args.media_timeout, max_media_bytes=int(args.max_media_mb * _MB),
         allow_private_media_urls=args.allow_private_media_urls, max_body_bytes=int(args.max_body_mb * _MB),
         device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-        max_tokens=args.max_tokens, max_visuals=args.max_visuals, request_timeout=args.request_timeout,
+        adapter=args.adapter, lora_alpha=args.lora_alpha, max_tokens=args.max_tokens, max_visuals=args.max_visuals,
+        request_timeout=args.request_timeout,
     )
     serve(settings)
     return 0
@@ -90,8 +82,7 @@ def run_gui(args) -> int:
     from aurora.serve.gui import launch_gui
 
     model = args.model or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_dir() else None)
-    launch_gui(model=model, host=args.host, port=args.port, device=args.device, dtype=args.dtype,
-               trust_remote_code=args.trust_remote_code)
+    launch_gui(model=model, host=args.host, port=args.port, **load_kwargs(args))
     return 0
 
 

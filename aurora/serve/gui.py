@@ -3,7 +3,8 @@
 AuroraCap's demo, with the same controls (video and image panels, prompt box, model path box, token
 kept ratio 0.2 and 1-16 frames (default 8) sliders, temperature / top_p / beams / max new tokens in
 "Advanced"), streaming answers, plus: the sampled frames with merged-token groups coloured
-(`token_view`), the visual token count and time per stage of every answer, and multi-turn chat
+(`token_view`), or for a model that reads clips (Apollo) their timeline (`timeline`), the visual
+token count and time per stage of every answer, and multi-turn chat
 about the same media (frames are decoded once per conversation; a new video or image starts a new
 conversation). Binds 127.0.0.1 and loads no web fonts, so nothing leaves the machine.
 """
@@ -89,7 +90,11 @@ def answer(cache: ModelCache, session: dict, history: list, video, image, prompt
         session["messages"] = session["messages"] + [
             {"role": "user", "content": prompt}, {"role": "assistant", "content": reply.text}]
         picture = None
-        if session["visuals"] and hasattr(model, "tower"):  # merged-token groups: towers with ToMe (composed models)
+        if session["visuals"] and session["visuals"][-1][1].clips:  # read as clips (Apollo): their timeline
+            from aurora.serve.timeline import clip_timeline
+
+            picture = clip_timeline(session["visuals"][-1][1])
+        elif session["visuals"] and hasattr(model, "tower"):  # merged-token groups: towers with ToMe (composed models)
             picture = token_view(model, session["visuals"][-1][1].array, float(ratio))
         yield history, picture, stats_markdown(reply), session, ""
     except AuroraError as e:
@@ -110,6 +115,12 @@ def stats_markdown(reply) -> str:
     """The cost of one answer: frames and visual tokens per visual, token counts, seconds per stage."""
     lines = ["| this answer | |", "|---|---|"]
     for i, (indices, per_frame) in enumerate(zip(reply.frame_indices, reply.visual_tokens_per_frame)):
+        if i < len(reply.clips):  # read as clips (Apollo): tokens per clip, and each clip's seconds
+            clips = reply.clips[i]
+            spans = ", ".join(f"{start:.1f}-{end:.1f}" for start, end in clips)
+            lines.append(f"| visual {i + 1} | {len(clips)} clips x {per_frame} visual tokens = "
+                         f"**{len(clips) * per_frame} visual tokens** (seconds {spans}) |")
+            continue
         lines.append(f"| visual {i + 1} | {len(indices)} frames x {per_frame} visual tokens = "
                      f"**{len(indices) * per_frame} visual tokens** (frames {', '.join(map(str, indices))}) |")
     lines.append(f"| prompt tokens | {reply.prompt_tokens} |")
@@ -120,12 +131,12 @@ def stats_markdown(reply) -> str:
     return "\n".join(lines)
 
 
-def build_gui(model=None, model_path: str | None = None, device: str = "auto", dtype: str = "auto",
-              trust_remote_code: bool = False):
-    """The Gradio Blocks app; `model` may be preloaded (then `model_path` names it)."""
+def build_gui(model=None, model_path: str | None = None, **load_kwargs):
+    """The Gradio Blocks app; `model` may be preloaded (then `model_path` names it); `load_kwargs`
+    (device, dtype, trust_remote_code, adapter, lora_alpha) are `aurora.load`'s for the path box."""
     import gradio as gr
 
-    cache = ModelCache(model_path, model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    cache = ModelCache(model_path, model, **load_kwargs)
     max_new = model.preset.generation.max_new_tokens if model is not None else DEFAULT_MAX_NEW_TOKENS
 
     with gr.Blocks(title="Aurora", analytics_enabled=False) as demo:
@@ -153,7 +164,8 @@ def build_gui(model=None, model_path: str | None = None, device: str = "auto", d
                     send = gr.Button("Send", variant="primary", elem_id="aurora-send")
                     stop = gr.Button("Stop", elem_id="aurora-stop")
                     clear = gr.Button("New conversation", elem_id="aurora-clear")
-                view = gr.Image(label="Merged visual tokens (one colour per token, last visual)", type="numpy",
+                view = gr.Image(label="Merged visual tokens (one colour per token, last visual); clip timeline for "
+                                "models that read clips", type="numpy",
                                 interactive=False, elem_id="aurora-merge", format="png")
                 stats = gr.Markdown(elem_id="aurora-stats")
 
@@ -178,8 +190,7 @@ def local_theme():
                              font_mono=["ui-monospace", "monospace"])
 
 
-def launch_gui(model=None, host: str = "127.0.0.1", port: int = 7860, device: str = "auto", dtype: str = "auto",
-               trust_remote_code: bool = False, block: bool = True):
+def launch_gui(model=None, host: str = "127.0.0.1", port: int = 7860, block: bool = True, **load_kwargs):
     """Build and serve the app; `model` is a path / hub id (loaded now) or a loaded VideoLLM."""
     import os
 
@@ -190,8 +201,8 @@ def launch_gui(model=None, host: str = "127.0.0.1", port: int = 7860, device: st
     if model is not None and not isinstance(model, (str, Path)):
         path, loaded = str(getattr(model, "name", "")), model
     elif path is not None:
-        loaded = load(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    demo = build_gui(loaded, path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        loaded = load(path, **load_kwargs)
+    demo = build_gui(loaded, path, **load_kwargs)
     demo.queue(default_concurrency_limit=1)  # one generation at a time: the model is shared
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False,
                 theme=local_theme(), quiet=not block, share=False)

@@ -301,9 +301,12 @@ def aurora_extension(reply, token_kept_ratio: float, extra_timings: dict[str, fl
         "frame_timestamps": reply.frame_timestamps,
         "num_frames": frames,
         "visual_tokens_per_frame": reply.visual_tokens_per_frame,
-        "visual_tokens": sum(n * t for n, t in zip(frames, reply.visual_tokens_per_frame)),
+        # a clip-sampled visual's (Apollo) token count is per clip
+        "visual_tokens": sum(n * t for n, t in zip([len(c) for c in reply.clips] or frames, reply.visual_tokens_per_frame)),
         "token_kept_ratio": token_kept_ratio,
         "timings": {**{k: round(v, 6) for k, v in extra_timings.items()}, **reply.timings},
+        **({"routing": reply.routing} if getattr(reply, "routing", None) else {}),  # MoE: experts chosen
+        **({"clips": reply.clips} if reply.clips else {}),  # per visual read as clips (Apollo): [start, end] s
     }
 
 

@@ -15,6 +15,7 @@ def serve(settings: ServeSettings, model=None) -> None:
     memory.bound_arenas()  # before the model's threads make their own arenas
     if model is None:
         model = load(settings.model, device=settings.device, dtype=settings.dtype,
-                     trust_remote_code=settings.trust_remote_code)
+                     trust_remote_code=settings.trust_remote_code, adapter=settings.adapter,
+                     lora_alpha=settings.lora_alpha)
     app = create_app(model, settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5)

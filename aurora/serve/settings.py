@@ -29,6 +29,8 @@ class ServeSettings:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+    adapter: str | None = None  # adapter directory applied at load time (see aurora.load)
+    lora_alpha: float | None = None
 
     def __post_init__(self):
         checks = [

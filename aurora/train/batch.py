@@ -31,7 +31,12 @@ class CaptionLoss(nn.Module):
     def forward(self, samples: list[Sample], token_kept_ratio: float) -> tuple[torch.Tensor, dict]:
         """(summed loss, metrics to average in the log: none here)."""
         logits, labels = self.model.training_logits(samples, token_kept_ratio)  # each model kind feeds itself
-        return token_loss_sum(logits, labels, self.per_sample), {}
+        loss = token_loss_sum(logits, labels, self.per_sample)
+        extra = getattr(self.model, "auxiliary_loss", None)  # e.g. MoE-LoRA's load balancing: a per-batch mean,
+        auxiliary = extra() if extra else None  # weighted like the answer units it comes with
+        if auxiliary is not None:
+            loss = loss + auxiliary * self.units(samples)
+        return loss, {}
 
     def units(self, samples: list[Sample]) -> int:
         """What a step's loss is averaged over: answer tokens, or answers (`per_sample`)."""

@@ -36,9 +36,14 @@ class TrainConfig:
     adapter: str | None = None  # an adapter directory loaded onto `model` first (e.g. PLLaVA's weights)
     adapter_alpha: float | None = None  # its LoRA alpha, if not the saved / family default
     lora_rank: int = 0  # > 0: LoRA (peft) on the language model instead of training it fully; with
-    # `adapter`, that adapter's LoRA trains (its own rank and targets)
+    # `adapter`, that adapter's LoRA trains (its own rank and targets); a model that carries a mixture of
+    # LoRA experts (Awaker) trains that one (its own rank, experts and gates)
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    # a model that carries a mixture of LoRA experts (Awaker): its gates stay fixed, and the weight of
+    # the published load-balancing loss (0: none; Awaker's code: 0.001, 0 with frozen gates)
+    freeze_gates: bool = False
+    balance_loss: float = 0.0
     token_kept_ratio: float = 0.1  # merging during training (AuroraCap trains at 0.1)
     token_kept_ratio_max: float | None = None  # if set: each step draws a ratio in [token_kept_ratio, this]
     unmerged_share: float = 0.0  # share of steps run at ratio 1.0 (no merging), so unmerged inference works too
@@ -77,6 +82,7 @@ class TrainConfig:
             (bool(self.train_parts) or self.lora_rank > 0, "nothing to train: set train_parts or lora_rank"),
             (not (self.lora_rank > 0 and "language_model" in self.train_parts),
              "lora_rank > 0 trains the language model through LoRA: drop language_model from train_parts"),
+            (self.balance_loss >= 0, f"balance_loss must be >= 0, got {self.balance_loss}"),
             (self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}"),
             (self.objective != "attributes" or (self.train_parts == ("tower",) and self.lora_rank == 0),
              "objective attributes trains the vision tower alone: set train_parts: [tower] and no lora_rank"),

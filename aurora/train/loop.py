@@ -61,14 +61,22 @@ class Progress:
     position: int = 0  # indices of the data order consumed (all processes together)
 
 
-def set_trainable(model, parts: tuple[str, ...], lora_rank: int = 0, lora_alpha: int = 16, lora_targets=()):
-    """Freeze everything, then unfreeze the listed parts; LoRA wraps the language model (peft)."""
+def set_trainable(model, parts: tuple[str, ...], lora_rank: int = 0, lora_alpha: int = 16, lora_targets=(),
+                  freeze_gates: bool = False, balance_loss: float = 0.0):
+    """Freeze everything, then unfreeze the listed parts; LoRA wraps the language model (peft). A model
+    that carries its own adapter (`model.adapter`: Awaker's MoE-LoRA) trains that one instead."""
     model.requires_grad_(False)
     for part in parts:
         if not hasattr(model, part):
             raise ConfigError(f"this {model.preset.family} model has no separate {part}: train it with lora_rank")
         getattr(model, part).requires_grad_(True)
-    if lora_rank > 0 and hasattr(model.language_model, "peft_config"):  # an adapter loaded with the model
+    carried = getattr(model, "adapter", None)
+    if (freeze_gates or balance_loss) and carried is None:
+        raise ConfigError("freeze_gates and balance_loss apply to a model with a mixture of LoRA experts (Awaker)")
+    if lora_rank > 0 and carried is not None:  # its own rank, experts and gates
+        carried.set_trainable(freeze_gates)
+        carried.routing.balance = balance_loss
+    elif lora_rank > 0 and hasattr(model.language_model, "peft_config"):  # an adapter loaded with the model
         for name, param in model.language_model.named_parameters():
             param.requires_grad_("lora_" in name)  # keeps its own rank and targets
     elif lora_rank > 0:
@@ -130,7 +138,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     set_seed(config.seed)
     records = read_records(config.data)
     model = initial_model(config, records) if latest is None else _model_from_checkpoint(latest)
-    params = set_trainable(model, config.train_parts, config.lora_rank, config.lora_alpha, config.lora_targets)
+    params = set_trainable(model, config.train_parts, config.lora_rank, config.lora_alpha, config.lora_targets,
+                           config.freeze_gates, config.balance_loss)
     heads = None
     media = model.preset.media  # frames follow the model's preset unless the config says otherwise
     num_frames = config.num_frames or media.num_frames
