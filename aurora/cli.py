@@ -89,7 +89,9 @@ def _add_synth(sub) -> None:
     p.add_argument("--out", default="data/synth")
     p.add_argument("--num-clips", dest="num_clips", type=_positive_int, default=5000)
     p.add_argument("--size", type=_positive_int, default=64, help="frame size in pixels (even, >= 32)")
-    p.add_argument("--frames", type=_positive_int, default=16)
+    p.add_argument("--frames", type=_positive_int, help="frames per clip (default 16; 32 with --long)")
+    p.add_argument("--long", action="store_true",
+                   help="the long split: 32-64 frames, objects appear, disappear, change colour or stop at known times")
     p.add_argument("--fps", type=_positive_float, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions")
@@ -229,8 +231,9 @@ def run_synth(args) -> int:
         splits = tuple(float(x) for x in args.splits.split(","))
     except ValueError:
         raise ConfigError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
-    config = SynthConfig(num_clips=args.num_clips, size=args.size, frames=args.frames, fps=args.fps, seed=args.seed,
-                         splits=splits, out=args.out, tasks=parse_tasks(args.tasks))
+    frames = args.frames or (32 if args.long else 16)
+    config = SynthConfig(num_clips=args.num_clips, size=args.size, frames=frames, fps=args.fps, seed=args.seed,
+                         splits=splits, out=args.out, tasks=parse_tasks(args.tasks), long=args.long)
     counts = generate(config, workers=args.workers)
     print(json.dumps(counts))
     return 0

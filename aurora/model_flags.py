@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from aurora.argtypes import positive_float, positive_int, ratio
+from aurora.vision.reduce import METHODS
 
 
 def add_load_flags(p, required: bool = False) -> None:
@@ -33,6 +34,9 @@ def add_generation_flags(p, max_new_tokens_help: str = "default: the model's pre
     p.add_argument("--fps", type=positive_float, help="sample at this many frames per second instead (capped by --num-frames)")
     p.add_argument("--token-kept-ratio", "--token_kept_ratio", dest="token_kept_ratio", type=ratio,
                    help="share of visual tokens that reach the language model, in (0, 1] (default: preset)")
+    p.add_argument("--reduction", choices=METHODS,
+                   help="how tokens are reduced: tome (per frame, in the encoder), temporal (across frames), "
+                        "both (default: the model's preset)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=1.0)
     p.add_argument("--num-beams", "--num_beams", dest="num_beams", type=positive_int, default=1)
@@ -67,6 +71,8 @@ def load_model(args: argparse.Namespace):
         model.set_audio(audio)
     elif audio == "on":
         raise ConfigError(f"--audio on: this {model.preset.family} model has no audio branch")
+    if getattr(args, "reduction", None):  # --reduction overrides the preset's reducer method
+        model.preset.reducer.method = args.reduction
     return model
 
 

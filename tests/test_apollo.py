@@ -358,6 +358,24 @@ def test_tome_on_the_siglip_tower_keeps_one_block_per_clip(apollo):
     assert after["patches"] == before["patches"] and after["encoder"] < before["encoder"]
 
 
+def test_clips_merged_across_time_keep_the_share(apollo):
+    from aurora.vision.temporal import merge_across_time
+
+    array = np.random.default_rng(1).integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
+    array[4:] = array[:4]  # the second clip repeats the first
+    frames = media.Frames(array, list(range(8)), [i / 2 for i in range(8)], 8, 4.0, 2.0, "v.mp4", False,
+                          clips=[(0.0, 1.5), (2.0, 3.5)])
+    full, _ = apollo.encode_counted(frames, 1.0)  # (2 clips, 3 tokens, D)
+    apollo.preset.reducer.method = "temporal"
+    try:
+        blocks, counts = apollo.encode_counted(frames, 0.5)
+    finally:
+        apollo.preset.reducer.method = "tome"
+    assert counts["language_model"] == 3 and counts["encoder"] == 2 * (4 * 9 + 4 * 4)  # the towers ran whole
+    assert [len(b) for b in blocks] == [3, 0]  # the repeated clip is paid for once
+    torch.testing.assert_close(torch.cat(blocks), merge_across_time(full, 3).tokens, atol=1e-5, rtol=0)
+
+
 def test_a_video_caption_reports_its_clips_and_save_writes_the_published_layout(apollo, tmp_path):
     from aurora.models import save
 

@@ -319,3 +319,22 @@ def test_the_reducing_path_without_merges_is_transformers_own(tiny, clip, still,
         reduced, counts = model.encode(pixels, sizes, 0.999)
         assert counts["encoder"] == counts["patches"] and reduced.shape == full.shape
         torch.testing.assert_close(reduced, full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_video_merged_across_time_keeps_the_rules_count(tiny, clip, name):
+    from aurora.vision.temporal import merge_across_time
+
+    model = aurora.load(tiny[name])
+    model.preset.reducer.method = "temporal"
+    frames = model.load_frames(clip, num_frames=4)
+    pixels, sizes = model.pixels(frames)
+    with torch.no_grad():
+        tokens, counts = model.encode(pixels, sizes, 0.3)
+        grid, encoder = model.reduced_tower(pixels.to(model.device, model.model.dtype), 1.0)  # the tower runs whole
+        pooled = model.spec.video_tokens(model.model.model, grid)
+    expected = merge_across_time(pooled, round(0.3 * 16)).tokens
+    newline = int(name == "llava_onevision")
+    assert counts == {"patches": 64, "encoder": 64, "language_model": round(0.3 * 16) + newline}
+    torch.testing.assert_close(tokens[:len(expected)], expected, atol=1e-5, rtol=0)
+    assert model.caption(clip, num_frames=4, max_new_tokens=3, token_kept_ratio=0.3).generated_tokens > 0

@@ -267,3 +267,21 @@ def test_convert_writes_a_whole_model_and_a_mismatched_adapter_is_refused(pllava
     assert main(["caption", clip, "--model", str(root / "base"), "--adapter", str(wrong)]) == 2
     err = capsys.readouterr().err.strip()
     assert "lora_A" in err and len(err.splitlines()) == 1
+
+
+def test_merging_across_time_runs_on_the_pooled_grid(pllava, tmp_path):
+    from aurora.vision.temporal import merge_across_time
+
+    root, _ = pllava
+    model = aurora.load(root / "base", adapter=root / "weights")
+    model.preset.reducer.method = "temporal"
+    pixels = model.transform(make_frames(4))
+    with torch.no_grad():
+        blocks = model.encode(pixels, 0.5)
+        pooled = model.connector(model.tower(pixels, 1.0).features)[0]  # (t'·h'·w', D)
+    expected = merge_across_time(pooled.view(POOL[0], -1, pooled.shape[-1]), round(0.5 * pooled.shape[0]))
+    assert len(blocks) == 1 and blocks[0].shape[0] == pooled.shape[0] // 2
+    torch.testing.assert_close(blocks[0], expected.tokens, atol=0, rtol=0)
+    clip = write_video(tmp_path / "clip.mp4", make_frames(12), fps=8)
+    reply = model.caption(clip, max_new_tokens=3, token_kept_ratio=0.5)
+    assert reply.visual_tokens == [{"patches": 256, "encoder": 256, "language_model": 16}] and reply.text

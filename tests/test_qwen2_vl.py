@@ -186,3 +186,28 @@ def test_lora_fine_tuning_through_aurora_train(qwen, tmp_path):
     assert changed and all("q_proj" in k or "v_proj" in k for k in changed)  # only what LoRA touched
     assert not any(k.startswith("model.visual.") for k in changed)
     assert after.caption(clip, num_frames=2, max_new_tokens=3).generated_tokens > 0
+
+
+def test_merging_across_time_keeps_each_merged_tokens_earliest_m_rope_position(qwen, tmp_path):
+    from aurora.vision.temporal import merge_across_time
+
+    model = aurora.load(qwen)
+    model.preset.reducer.method = "temporal"
+    frames = model.load_frames(write_video(tmp_path / "clip.mp4", make_frames(12, 56, 84), fps=8), num_frames=4)
+    full_inputs, full = model.prepare(model._caption_messages(frames, None))
+    inputs, reply = model.prepare(model._caption_messages(frames, None), token_kept_ratio=0.3)
+    merged = full.visual_tokens_per_frame[0]
+    reference = Qwen2VLForConditionalGeneration.from_pretrained(qwen).eval().model
+    ids, grid = full_inputs["input_ids"][None], full_inputs["video_grid_thw"]
+    positions, _ = reference.get_rope_index(ids, full_inputs["mm_token_type_ids"][None], video_grid_thw=grid)
+    with torch.no_grad():
+        features = reference.get_video_features(full_inputs["pixel_values_videos"], grid).pooler_output[0]
+        embeds = reference.get_input_embeddings()(ids[0])
+    expected = merge_across_time(features.view(grid[0, 0], -1, features.shape[-1]), round(0.3 * merged))
+    slots = (ids[0] == reference.config.video_token_id).nonzero()[:, 0]
+    text = (ids[0] != reference.config.video_token_id).nonzero()[:, 0]
+    where = torch.cat([text, slots[expected.first]]).sort().values
+    assert inputs["kept"].tolist() == where.tolist() and reply.visual_tokens[0]["language_model"] == round(0.3 * merged)
+    embeds[slots[expected.first]] = expected.tokens
+    torch.testing.assert_close(inputs["inputs_embeds"], embeds[where], atol=1e-6, rtol=0)
+    torch.testing.assert_close(inputs["position_ids"], positions[:, 0, where], atol=0, rtol=0)

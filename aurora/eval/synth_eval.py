@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 import aurora
 from aurora.errors import ConfigError
-from aurora.eval.synth_score import ASPECTS, score, summarise
+from aurora.eval.synth_score import ASPECTS, LONG_ASPECTS, score, summarise
 from aurora.synth import CAPTION_PROMPTS
 
 
@@ -61,9 +61,10 @@ def evaluate(model, data: str | Path, out: str | Path, ratios: list[float], batc
                     scores = score(record["attributes"], reply.text)
                     line = {"id": record["id"], "ratio": ratio, "caption": reply.text,
                             "reference": record["captions"]["detailed"],
-                            "scores": {k: scores[k] for k in ASPECTS + ("overall",)},
+                            "scores": {k: scores[k] for k in ASPECTS + LONG_ASPECTS + ("overall",) if k in scores},
                             "seconds_per_clip": seconds, "visual_tokens_per_frame": reply.visual_tokens_per_frame[0],
-                            "generated_tokens": reply.generated_tokens}
+                            "visual_tokens": reply.visual_tokens[0], "timings": reply.timings,
+                            "reduction": model.preset.reducer.method, "generated_tokens": reply.generated_tokens}
                     sink.write(json.dumps(line) + "\n")
                 sink.flush()
                 bar.update(len(batch))
@@ -78,11 +79,12 @@ def evaluate(model, data: str | Path, out: str | Path, ratios: list[float], batc
             "seconds_per_clip": sum(line["seconds_per_clip"] for line in lines) / len(lines),
             "visual_tokens_per_frame": lines[0]["visual_tokens_per_frame"],
             "by_objects": by_objects,
-        }
+        } | _tokens_and_latency(lines)
     summary = {
         "benchmark": "synth",
         "data": str(data),
         "model": model.name,
+        "reduction": model.preset.reducer.method,
         "prompt": prompt,
         "num_frames": num_frames or model.preset.media.num_frames,
         "batch_size": batch_size,
@@ -98,6 +100,24 @@ def evaluate(model, data: str | Path, out: str | Path, ratios: list[float], batc
     if len(results) > 1:
         plot(results, out / "plot.png")
     return summary
+
+
+def _tokens_and_latency(lines: list[dict]) -> dict:
+    """Mean visual tokens per clip reaching the language model (and patches in), and the median
+    time to first token: with decoding and preprocessing, and the model's part alone (encode + prefill)."""
+    timed = [line for line in lines if "timings" in line and "visual_tokens" in line]
+    if not timed:
+        return {}
+    def median(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+    stages = ("decode", "preprocess", "encode", "prefill")
+    return {
+        "visual_tokens": sum(line["visual_tokens"]["language_model"] for line in timed) / len(timed),
+        "patches": sum(line["visual_tokens"]["patches"] for line in timed) / len(timed),
+        "ttft": median([sum(line["timings"][s] for s in stages) for line in timed]),
+        "ttft_model": median([line["timings"]["encode"] + line["timings"]["prefill"] for line in timed]),
+    }
 
 
 def _finished(path: Path) -> set[str]:
@@ -118,18 +138,18 @@ def _finished(path: Path) -> set[str]:
 
 def markdown_table(results: dict) -> str:
     """The accuracy table, then the same per number of objects in the clip."""
-    columns = ("overall",) + ASPECTS
+    columns = ("overall",) + ASPECTS + tuple(a for a in LONG_ASPECTS if any(a in r for r in results.values()))
     ordered = sorted(results.items(), key=lambda item: float(item[0]))
     head = "| ratio | tokens/frame | " + " | ".join(columns) + " | s/clip |\n"
     head += "|---" * (len(columns) + 3) + "|\n"
     rows = "".join(
-        f"| {ratio} | {r['visual_tokens_per_frame']} | " + " | ".join(f"{100 * r[c]:.1f}" for c in columns)
+        f"| {ratio} | {r['visual_tokens_per_frame']} | " + " | ".join(f"{100 * r[c]:.1f}" if c in r else "-" for c in columns)
         + f" | {r['seconds_per_clip']:.3f} |\n"
         for ratio, r in ordered
     )
     split = "\n| ratio | objects | clips | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 3) + "|\n"
     split += "".join(
-        f"| {ratio} | {count} | {s['n']} | " + " | ".join(f"{100 * s[c]:.1f}" for c in columns) + " |\n"
+        f"| {ratio} | {count} | {s['n']} | " + " | ".join(f"{100 * s[c]:.1f}" if c in s else "-" for c in columns) + " |\n"
         for ratio, r in ordered for count, s in r.get("by_objects", {}).items()
     )
     return head + rows + split

@@ -45,7 +45,8 @@ from aurora.synth.vocab import COLOURS
 
 ASPECTS = ("camera", "background", "count", "object_kind", "object_colour", "object_size",
            "object_motion", "object_event")
-OBJECT_FIELDS = ("kind", "colour", "size", "motion", "event", "new_colour")
+LONG_ASPECTS = ("event_time", "event_order")  # scored on the long split only (`SynthConfig.long`)
+OBJECT_FIELDS = ("kind", "colour", "size", "motion", "event", "new_colour", "at")
 MAX_OBJECTS = 8  # read objects beyond this are ignored when matching (keeps brute force small)
 
 # ---- words ---------------------------------------------------------------------------------
@@ -129,6 +130,12 @@ SHRINK_WORDS = {"shrink", "shrinks", "shrinking", "contract", "contracts", "cont
 APPEAR_WORDS = {"appear", "appears", "appearing", "appeared", "emerge", "emerges", "emerging",
                 "emerged", "materializes", "materialises", "materialize", "materialise", "arrives",
                 "enters", "enter", "entering"}
+DISAPPEAR_WORDS = {"disappear", "disappears", "disappearing", "disappeared", "vanish", "vanishes", "vanishing",
+                   "vanished", "exits", "exit", "exiting"}
+STOP_WORDS = {"stop", "stops", "stopping", "stopped", "halt", "halts", "halting", "halted", "freezes", "freeze"}
+WHEN_WORDS = {"early": "early", "earlier": "early", "soon": "early", "beginning": "early", "start": "early",
+              "midway": "midway", "halfway": "midway", "middle": "midway", "mid": "midway",
+              "late": "late", "later": "late", "end": "late", "ending": "late"}
 TURN_VERBS = {"turn", "turns", "turning", "turned"}
 CHANGE_VERBS = TURN_VERBS | {"change", "changes", "changing", "changed", "become", "becomes",
                              "becoming", "became", "switch", "switches", "switching", "switched",
@@ -411,6 +418,7 @@ def _predicate(words: list[str], rest: list[int]) -> dict:
                 said["size"] = SIZE_WORDS[target]
     said["motion"] = min(cues)[1] if cues else None
     said["event"], said["new_colour"] = (event[1], event[2]) if event else (None, None)
+    said["at"] = _when(words, event[0], allowed) if event else None
     return said
 
 
@@ -421,6 +429,10 @@ def _event(words: list[str], j: int, allowed: set[int]) -> tuple[int, str, str |
     after2 = words[j + 2] if j + 2 in allowed else None
     if w in APPEAR_WORDS and after not in ("to", "as"):
         return (j, "appears", None)
+    if w in DISAPPEAR_WORDS or (w in ("fades", "fade", "fading", "goes", "go") and after in ("out", "away")):
+        return (j, "disappears", None)
+    if w in STOP_WORDS or (w in ("comes", "come", "coming") and after == "to" and after2 in ("a", "rest", "stop")):
+        return (j, "stops", None)
     if (w in ("shows", "show", "pops", "pop", "popping", "showing") and after in ("up", "in", "into")) or (
             w in ("comes", "come", "coming") and after == "into" and after2 == "view") or (
             w in ("fades", "fade", "fading") and after == "in") or (
@@ -438,6 +450,17 @@ def _event(words: list[str], j: int, allowed: set[int]) -> tuple[int, str, str |
             return (j, "changes_colour", targets[-1] if targets else colours[0][1])
         if any(x in COLOUR_NOUNS for x in window):
             return (j, "changes_colour", None)
+    return None
+
+
+def _when(words: list[str], j: int, allowed: set[int]) -> str | None:
+    """When the event named at `words[j]` happens ("appears early", "turns red late", "stops at the
+    end"), from the words after it up to the next clause; None where no time is said."""
+    for k in range(j + 1, j + 8):
+        if k not in allowed or words[k] in ("and", ",", "while", "then", "but", "."):
+            return None
+        if words[k] in WHEN_WORDS:
+            return WHEN_WORDS[words[k]]
     return None
 
 
@@ -495,7 +518,9 @@ def ground_truth(attributes: dict) -> dict:
             "background": {"type": background["type"], "pattern": background.get("pattern"),
                            "colours": list(background["colours"])},
             "count": len(attributes["objects"]),
-            "objects": [{f: o.get(f) for f in OBJECT_FIELDS} for o in attributes["objects"]],
+            # a short clip's events happen midway (`aurora.synth.scene.midpoint`)
+            "objects": [{f: o.get(f) for f in OBJECT_FIELDS} | {"at": o.get("at") or ("midway" if o.get("event") else None)}
+                        for o in attributes["objects"]],
         }
     except (KeyError, TypeError) as e:
         raise ConfigError(f"ground-truth attributes lack {e}; pass a synthetic clip's 'attributes'") from None
@@ -514,8 +539,13 @@ def score(attributes_gt: dict, caption: str) -> dict:
         ),
         "count": float(read["count"] == truth["count"]),
     }
-    result |= _object_scores(truth["objects"], read["objects"][:MAX_OBJECTS])
-    result["overall"] = sum(result[a] for a in ASPECTS) / len(ASPECTS)
+    pairs, scores = _object_scores(truth["objects"], read["objects"][:MAX_OBJECTS])
+    result |= scores
+    aspects = ASPECTS
+    if attributes_gt.get("long"):  # when things happen, and in what order
+        result |= _timeline_scores(truth["objects"], read["objects"][:MAX_OBJECTS], pairs)
+        aspects += tuple(a for a in LONG_ASPECTS if result[a] is not None)
+    result["overall"] = sum(result[a] for a in aspects) / len(aspects)
     result["extracted"] = read
     return result
 
@@ -527,10 +557,12 @@ def _agreement(truth: dict, read: dict) -> dict[str, bool]:
     return same
 
 
-def _object_scores(truth: list[dict], read: list[dict]) -> dict[str, float]:
-    """Match read objects to true ones one-to-one (most agreeing fields); fractions per field."""
+def _object_scores(truth: list[dict], read: list[dict]) -> tuple[list[tuple[int, int]], dict[str, float]]:
+    """Match read objects to true ones one-to-one (most agreeing fields); the (truth, read) pairs
+    and the fractions per field."""
     fields = ("kind", "colour", "size", "motion", "event")
     best: list[dict[str, bool]] = []
+    best_pairs: list[tuple[int, int]] = []
     if truth and read:
         table = [[_agreement(t, r) for r in read] for t in truth]  # (#truth, #read)
         best_total = -1
@@ -542,9 +574,32 @@ def _object_scores(truth: list[dict], read: list[dict]) -> dict[str, float]:
             agreed = [table[t][r] for t, r in pairs]
             total = sum(sum(a.values()) for a in agreed)
             if total > best_total:  # strict: the first best pairing wins ties, deterministically
-                best, best_total = agreed, total
+                best, best_total, best_pairs = agreed, total, pairs
     denominator = max(len(truth), len(read), 1)
-    return {f"object_{f}": sum(a[f] for a in best) / denominator for f in fields}
+    return best_pairs, {f"object_{f}": sum(a[f] for a in best) / denominator for f in fields}
+
+
+def _timeline_scores(truth: list[dict], read: list[dict], pairs: list[tuple[int, int]]) -> dict:
+    """The long split's aspects over the matched (truth, read) pairs.
+
+    event_time   per object: the event, its new colour and its time (early / midway / late) all
+                 right (no event and none said counts as right), over max(#truth, #read).
+    event_order  per pair of true events at different times whose objects were both read: the
+                 read times put them in the same order; None (not scored) with no such pair.
+    """
+    rank = {"early": 0, "midway": 1, "late": 2}
+    matched = dict(pairs)
+    right = sum((read[r]["event"], read[r]["new_colour"], read[r]["at"])
+                == (truth[t]["event"], truth[t]["new_colour"], truth[t]["at"]) for t, r in pairs)
+    timed = [t for t in range(len(truth)) if truth[t]["event"] and t in matched]
+    ordered = [(a, b) for a, b in itertools.combinations(timed, 2) if truth[a]["at"] != truth[b]["at"]]
+    agree = 0
+    for a, b in ordered:
+        said_a, said_b = read[matched[a]]["at"], read[matched[b]]["at"]
+        if said_a and said_b:
+            agree += (rank[said_a] < rank[said_b]) == (rank[truth[a]["at"]] < rank[truth[b]["at"]]) and said_a != said_b
+    return {"event_time": right / max(len(truth), len(read), 1),
+            "event_order": agree / len(ordered) if ordered else None}
 
 
 def summarise(records: list[dict]) -> dict:
@@ -552,4 +607,9 @@ def summarise(records: list[dict]) -> dict:
     if not records:
         raise ConfigError("no scored captions to summarise")
     keys = ASPECTS + ("overall",)
-    return {k: sum(float(r[k]) for r in records) / len(records) for k in keys} | {"n": len(records)}
+    out = {k: sum(float(r[k]) for r in records) / len(records) for k in keys} | {"n": len(records)}
+    for k in LONG_ASPECTS:  # the long split's, averaged where scored
+        values = [float(r[k]) for r in records if r.get(k) is not None]
+        if values:
+            out[k] = sum(values) / len(values)
+    return out

@@ -45,6 +45,8 @@ from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, clips_text, get_template, segment
 from aurora.vision.internvideo2 import InternVideo2, InternVideo2Config
 from aurora.vision.merge import unmerge
+from aurora.vision.reduce import split_ratio
+from aurora.vision.temporal import merge_across_time
 from aurora.vision.tower import MergingVisionTower
 
 FRAMES_PER_CLIP = 4  # Apollo's README and demo
@@ -208,15 +210,20 @@ class Apollo(ChatModel):
         if frames.array.shape[0] != n * per_clip:
             raise ConfigError(f"{frames.array.shape[0]} frames for {n} clips of {per_clip}")
         dtype = next(self.connector.parameters()).dtype
+        tower_ratio, temporal = split_ratio(self.preset.reducer.method, token_kept_ratio)
         blocks, counts = [], {"patches": 0, "encoder": 0}
         for start in range(0, n, ENCODE_CLIPS):
             part = frames.array[start * per_clip:(start + ENCODE_CLIPS) * per_clip]
             clips = [p.view(-1, per_clip, *p.shape[1:]).to(self.device, dtype) for p in self.vision.preprocess(part)]
-            features, part_counts = self.vision(clips, token_kept_ratio, counts=True)
+            features, part_counts = self.vision(clips, tower_ratio, counts=True)
             blocks.append(self.connector(features))
             counts = {k: counts[k] + part_counts[k] for k in counts}
         blocks = torch.cat(blocks)
-        return blocks, {**counts, "language_model": blocks.shape[0] * blocks.shape[1]}
+        if temporal is not None:  # the reducer method merges across time: clip to clip, per-clip blocks of any length
+            merged = merge_across_time(blocks, max(1, round(temporal * blocks.shape[0] * blocks.shape[1])))
+            per_clip = torch.bincount(merged.frames(blocks.shape[1]), minlength=blocks.shape[0])
+            blocks = list(merged.tokens.split(per_clip.tolist()))
+        return blocks, {**counts, "language_model": sum(block.shape[0] for block in blocks)}
 
     def visual_text(self, frames: media.Frames) -> str:
         """Apollo's timed text for a clip-sampled video (its length: frame count over average rate)."""
@@ -242,7 +249,7 @@ class Apollo(ChatModel):
                 blocks, counts = self.encode_counted(frames, ratio)
             encoded.append(blocks)
             reply.clips.append([[round(s, 6), round(e, 6)] for s, e in frames.clips])
-            reply.visual_tokens_per_frame.append(blocks.shape[1])  # tokens per clip
+            reply.visual_tokens_per_frame.append(round(counts["language_model"] / len(blocks)))  # tokens per clip
             reply.visual_tokens.append(counts)
             return self.visual_text(frames)
 

@@ -22,7 +22,9 @@ Token reduction at `token_kept_ratio` r < 1 (at 1.0 the features are transformer
    (unpad, a newline per row);
 3. pooling keeps the grid's count, so after it `aurora.vision.temporal.keep_distinct` keeps
    round(r * n) of the visual's n pooled tokens (what changes since the previous frame; the first
-   frame first; an image ranks its tokens by distance from their mean), in their order.
+   frame first; an image ranks its tokens by distance from their mean), in their order. With the
+   reducer method "temporal" or "both" a video's pooled tokens are merged across time instead
+   (`merge_across_time`, down to the same count; ToMe in the tower as `split_ratio` says).
 Count rule: a video reaches the LM as max(1, round(r * T * h' * w')) tokens (T frames, h' x w' the
 pooled grid) plus OneVision's one newline token; an image as max(1, round(r * n)) of the n tokens
 (newlines included) transformers would give it. So the share reaching the LM is r, up to rounding
@@ -55,7 +57,8 @@ from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.merge import unmerge
 from aurora.vision.processor import FrameProcessor
-from aurora.vision.temporal import keep_distinct
+from aurora.vision.reduce import split_ratio
+from aurora.vision.temporal import keep_distinct, merge_across_time
 from aurora.vision.tower import MergingVisionTower
 
 
@@ -120,11 +123,16 @@ class NativeLlava(NativeModel):
                 extra = {"batch_num_images": torch.tensor([2])} if single_tile else {}
                 tokens = core.get_image_features(pixels, sizes.to(self.device), **extra).pooler_output[0]
             return tokens, {"patches": patches, "encoder": patches, "language_model": tokens.shape[0]}
-        grid, encoder = self.reduced_tower(pixels, ratio)  # (N, P, C) on the patch grid
+        # a video's reducer method may merge across time ("temporal" / "both": split_ratio); an image's is ToMe
+        tower_ratio, temporal = split_ratio(self.preset.reducer.method, ratio) if sizes is None else (ratio, None)
+        grid, encoder = self.reduced_tower(pixels, tower_ratio)  # (N, P, C) on the patch grid
         if sizes is None:
             pooled = self.spec.video_tokens(core, grid)  # (T, m, D)
-            chosen = keep_distinct(pooled, round(ratio * pooled.shape[0] * pooled.shape[1]))
-            tokens = pooled.flatten(0, 1)[chosen]
+            keep = round(ratio * pooled.shape[0] * pooled.shape[1])
+            if temporal is None:
+                tokens = pooled.flatten(0, 1)[keep_distinct(pooled, keep)]
+            else:  # tokens alike from frame to frame merged, in the order they first appear
+                tokens = merge_across_time(pooled, max(1, keep)).tokens
             if self.spec.video_newline:
                 tokens = torch.cat([tokens, core.image_newline[None].to(tokens)])
         else:

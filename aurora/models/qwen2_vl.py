@@ -18,8 +18,10 @@ Token reduction happens after the merger (the tower runs whole): at `token_kept_
 merged tokens of each visual are ranked by `aurora.vision.temporal.keep_distinct` (what changes
 since the previous time step; the first step first), round(r * n) are kept, and the language model
 gets the kept embeddings with exactly the M-RoPE positions they have in the unreduced prompt
-(transformers' own `get_rope_index`), so time and place stay right. At 1.0 the model gets
-transformers' own inputs (ids, pixels) unchanged.
+(transformers' own `get_rope_index`), so time and place stay right. With the reducer method
+"temporal" (or "both": the tower has no ToMe, so the same) tokens alike from one time step to the
+next are merged instead (`merge_across_time`), each merged token at the position of its earliest
+member. At 1.0 the model gets transformers' own inputs (ids, pixels) unchanged.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from aurora.models.weights import from_pretrained, load_tokenizer, read_config
 from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD
-from aurora.vision.temporal import keep_distinct
+from aurora.vision.temporal import keep_distinct, merge_across_time
 
 MODEL_TYPES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
 VISUAL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
@@ -214,7 +216,13 @@ class Qwen2VL(NativeModel):
             for visual, (t, h, w) in zip(features, grids.tolist()):
                 here = slots[start:start + visual.shape[0]]
                 embeds[here] = visual.to(embeds.dtype)
-                chosen = keep_distinct(visual.view(t, -1, visual.shape[-1]), round(ratio * visual.shape[0]))
+                steps = visual.view(t, -1, visual.shape[-1])  # (t, h*w/merge^2, D)
+                if self.preset.reducer.method == "tome":  # no in-encoder merging here: keep what changes
+                    chosen = keep_distinct(steps, round(ratio * visual.shape[0]))
+                else:  # merged across time; each merged token keeps its earliest member's M-RoPE position
+                    merged = merge_across_time(steps, max(1, round(ratio * visual.shape[0])))
+                    chosen = merged.first
+                    embeds[here[chosen]] = merged.tokens.to(embeds.dtype)
                 keep[here[chosen]] = True
                 start += visual.shape[0]
         return embeds, keep

@@ -30,7 +30,8 @@ from aurora.models.splice import pad, splice
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, get_template, segment, user_content
 from aurora.vision.merge import unmerge
-from aurora.vision.reduce import check_ratio
+from aurora.vision.reduce import check_ratio, split_ratio
+from aurora.vision.temporal import merge_across_time
 
 __all__ = ["ChatModel", "Reply", "ReplyStream", "VideoLLM"]
 STAGES = ("decode", "preprocess", "encode", "prefill", "generate")
@@ -206,31 +207,57 @@ class VideoLLM(ChatModel):
 
     # ---- the vision stage -----------------------------------------------------------------------
 
-    def encode(self, pixel_values: torch.Tensor, token_kept_ratio: float) -> torch.Tensor:
-        """(T, C, H, W) frames of one visual -> (B, n, D) token blocks: the tower (with ToMe at the
-        ratio), then the connector. B = T for a projector, 1 for a per-video connector (pooling)."""
+    def encode(self, pixel_values: torch.Tensor, token_kept_ratio: float) -> "torch.Tensor | list[torch.Tensor]":
+        """(T, C, H, W) frames of one visual -> its token blocks, (B, n, D): the tower (with ToMe at
+        the ratio), then the connector. B = T for a projector, 1 for a per-video connector (pooling).
+        With merging across time (the preset's reducer method "temporal" or "both") the blocks are a
+        list of B (n_b, D) tensors, each frame holding the tokens first seen in it."""
         return self.encode_counted(pixel_values, token_kept_ratio)[0]
 
-    def encode_counted(self, pixel_values: torch.Tensor, token_kept_ratio: float) -> tuple[torch.Tensor, dict]:
+    def encode_counted(self, pixel_values: torch.Tensor, token_kept_ratio: float):
         """`encode`, and the visual tokens after each stage: the patches, what the encoder passes on
-        (after ToMe), what reaches the language model (after the connector's reduction).
+        (after ToMe), what reaches the language model (after the connector and merging across time).
 
         A connector that needs the frame grid (`needs_grid`: pooling) gets merged tokens put back on
         it (`merge.unmerge`), so in-encoder merging and pooling compose: merging speeds the tower,
-        pooling sets how many tokens reach the LM."""
+        pooling sets how many tokens reach the LM. `split_ratio` shares the ratio between ToMe and
+        merging across time, which runs on the connector's output (frames x tokens)."""
         pixel_values = pixel_values.to(self.device, self.dtype)
-        grid = getattr(self.connector, "needs_grid", False) and token_kept_ratio < 1
-        out = self.tower(pixel_values, token_kept_ratio, track_source=grid)
+        tower_ratio, temporal = split_ratio(self.preset.reducer.method, token_kept_ratio)
+        grid = getattr(self.connector, "needs_grid", False) and tower_ratio < 1
+        out = self.tower(pixel_values, tower_ratio, track_source=grid)
         features = unmerge(out.features, out.source) if grid else out.features  # (T, n or P, C)
         blocks = self.connector(features)  # (B, m, D)
         frames, side = pixel_values.shape[0], pixel_values.shape[-1] // self.tower.patch_size
         counts = {"patches": frames * side * side, "encoder": frames * out.features.shape[1],
                   "language_model": blocks.shape[0] * blocks.shape[1]}
+        if temporal is not None:
+            height, width = pixel_values.shape[-2:]
+            full = blocks.shape[0] * blocks.shape[1] if grid or blocks.shape[0] == 1 else \
+                frames * self.tower.tokens_per_frame(height, width, 1.0)
+            sizes = None if grid or blocks.shape[0] != frames else out.sizes
+            blocks = self._merge_across_time(blocks, max(1, round(temporal * full)), sizes)
+            counts["language_model"] = sum(block.shape[0] for block in blocks)
         return blocks, counts
+
+    def _merge_across_time(self, blocks: torch.Tensor, keep: int, sizes: torch.Tensor | None) -> list[torch.Tensor]:
+        """(B, m, D) connector blocks -> `keep` tokens merged across time, as a list of blocks: per
+        frame (each holds the tokens first seen in it, maybe none) for a per-frame connector; one
+        block for a per-video one (pooling, whose (t', h', w') grid is unflattened to t' steps)."""
+        if blocks.shape[0] > 1:
+            merged = merge_across_time(blocks, keep, sizes)
+            per_frame = torch.bincount(merged.frames(blocks.shape[1]), minlength=blocks.shape[0])
+            return list(merged.tokens.split(per_frame.tolist()))
+        steps = getattr(self.connector, "pooling_shape", (1,))[0]
+        merged = merge_across_time(blocks[0].view(steps, -1, blocks.shape[-1]), keep)
+        return [merged.tokens]
 
     def encode_visuals(self, pixels: list[torch.Tensor], token_kept_ratio: float) -> list[torch.Tensor]:
         """Several visuals' (T_i, C, H, W) frames through the tower in one batch, then the connector
         per visual -> one (B_i, n, D) tensor of blocks each (training batches)."""
+        if self.preset.reducer.method != "tome":
+            raise ConfigError(f"reducer method {self.preset.reducer.method!r} merges across time at inference only; "
+                              "train with method 'tome' (set reducer.method in aurora_preset.json)")
         frames = torch.cat(pixels).to(self.device, self.dtype)
         features = self.tower(frames, token_kept_ratio).features  # (sum T_i, n, C)
         return [self.connector(part) for part in features.split([p.shape[0] for p in pixels])]
@@ -268,9 +295,9 @@ class VideoLLM(ChatModel):
             with _timed(reply.timings, "encode"):
                 blocks, counts = self.encode_counted(pixels, ratio)  # (B, n, D)
             encoded.append(blocks)
-            reply.visual_tokens_per_frame.append(blocks.shape[1])
+            reply.visual_tokens_per_frame.append(round(counts["language_model"] / len(blocks)))
             reply.visual_tokens.append(counts)
-            return blocks.shape[0]
+            return len(blocks)
 
         turns = self.render_turns(messages, num_frames, fps, reply, chat, encode_visual)
         inputs_embeds = self.embed_prompt(chat.render(turns), encoded)

@@ -12,6 +12,9 @@ The grammar (the model learns to produce it; the scorer also accepts paraphrases
     object      "A SIZE COLOUR KIND MOTION." | "A SIZE COLOUR KIND appears midway and MOTION."
                 | "A SIZE COLOUR KIND MOTION and turns C midway."
                 MOTION: moves left|right|up|down, stays still, rotates, grows, shrinks
+    long split  "A SIZE COLOUR KIND appears WHEN and MOTION." | "A SIZE COLOUR KIND MOTION and disappears WHEN."
+                | "A SIZE COLOUR KIND MOTION and turns C WHEN." | "A SIZE COLOUR KIND MOTION and stops WHEN."
+                WHEN: early, midway, late (a quarter, half, three quarters through the clip)
     main_object count + one object sentence per object, left to right
     detailed    camera + background + main_object
     short       one sentence: the objects (size, colour, kind), the background and the camera.
@@ -85,10 +88,13 @@ def _count_sentence(count: int) -> str:
 def _object_sentence(obj: SceneObject) -> str:
     noun = f"A {obj.size} {obj.colour} {obj.kind}"
     motion = MOTION_PHRASES[obj.motion]
+    when = obj.at or "midway"
     if obj.event == "appears":
-        return f"{noun} appears midway and {motion}."
+        return f"{noun} appears {when} and {motion}."
     if obj.event == "changes_colour":
-        return f"{noun} {motion} and turns {obj.new_colour} midway."
+        return f"{noun} {motion} and turns {obj.new_colour} {when}."
+    if obj.event in ("disappears", "stops"):
+        return f"{noun} {motion} and {obj.event} {when}."
     return f"{noun} {motion}."
 
 

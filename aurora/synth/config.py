@@ -26,6 +26,9 @@ class SynthConfig:
     # caption type -> weight: each clip's training conversation asks for one type, drawn from
     # (seed, index). Only the JSONL depends on it, so clips made with other tasks are reused.
     tasks: dict[str, float] = field(default_factory=lambda: {"detailed": 1.0})
+    # The long split: 32-64 frames, a still or slowly panning camera, and objects that appear,
+    # disappear, change colour or stop early, midway or late (`aurora.synth.scene`).
+    long: bool = False
 
     def __post_init__(self):
         from aurora.synth.captions import CAPTION_PROMPTS
@@ -48,13 +51,17 @@ class SynthConfig:
             (len(self.splits) == 3 and all(s >= 0 for s in self.splits) and abs(sum(self.splits) - 1) < 1e-6,
              f"splits must be 3 non-negative fractions (train, val, test) summing to 1, got {self.splits}"),
             (self.out != "", "out must be a folder path"),
+            (not self.long or 32 <= self.frames <= 64, f"a long split has 32-64 frames, got {self.frames!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"invalid synth config: {message}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "splits": list(self.splits)}
+        data = {**asdict(self), "splits": list(self.splits)}
+        if not self.long:  # the settings of a short split read as they always have
+            del data["long"]
+        return data
 
 
 def _positive_number(value) -> bool:

@@ -7,8 +7,13 @@ whatever the camera does. Objects never overlap while both are visible, stay ful
 and are listed left to right by their position when they are first visible.
 
 Each attribute a caption mentions (camera, background type/pattern/colours, and per object kind,
-colour, size, motion, event, new_colour) is ground truth; the remaining fields (orientation,
+colour, size, motion, event, new_colour, at) is ground truth; the remaining fields (orientation,
 speckle_seed, x, y, angle) only say where things are drawn.
+
+The long split (`SynthConfig.long`, 32-64 frames) is for temporal redundancy and temporal events:
+a still camera half the time (else a slow pan or tilt), and objects that appear, disappear,
+change colour or stop `at` a known time (early, midway or late: a quarter, half or three quarters
+through the clip), so what stays the same and when things happen are both known.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from aurora.synth.vocab import (
     CAMERAS,
     COLOURS,
     CONTRASTING,
+    EVENT_TIMES,
     KINDS,
+    LONG_CAMERAS,
+    LONG_EVENTS,
     MOTIONS,
     PATTERNS,
     SIZES,
@@ -55,8 +63,9 @@ class SceneObject:
     colour: str  # colour when first visible
     size: str  # size when first visible (grow / shrink change it afterwards)
     motion: str
-    event: str | None = None  # None | appears (visible from the middle frame) | changes_colour
-    new_colour: str | None = None  # changes_colour only: colour from the middle frame on
+    event: str | None = None  # None | appears | changes_colour (long split: also disappears | stops)
+    new_colour: str | None = None  # changes_colour only: colour from the event on
+    at: str | None = None  # long split: when the event happens (EVENT_TIMES); short: midway
     x: float = 0.5  # render only: centre when first visible, fraction of the frame width
     y: float = 0.5  # render only: centre when first visible, fraction of the frame height
     angle: float = 0.0  # render only: rotation when first visible, degrees
@@ -67,16 +76,21 @@ class Scene:
     camera: str
     background: Background
     objects: tuple[SceneObject, ...]  # left to right by first visible position
+    long: bool = False  # a long-split scene (events at known times)
 
     def to_dict(self) -> dict:
-        """Plain JSON types (lists, not tuples), so `Scene.from_dict(json.loads(...))` round-trips."""
+        """Plain JSON types (lists, not tuples), so `Scene.from_dict(json.loads(...))` round-trips.
+        A short scene's dict has no `long` / `at` keys (it reads as it always has)."""
         background = vars(self.background) | {"colours": list(self.background.colours)}
-        return {"camera": self.camera, "background": background, "objects": [vars(o).copy() for o in self.objects]}
+        objects = [{k: v for k, v in vars(o).items() if self.long or k != "at"} for o in self.objects]
+        return {"camera": self.camera, "background": background, "objects": objects} | (
+            {"long": True} if self.long else {})
 
     @classmethod
     def from_dict(cls, data: dict) -> "Scene":
         background = Background(**{**data["background"], "colours": tuple(data["background"]["colours"])})
-        return cls(data["camera"], background, tuple(SceneObject(**o) for o in data["objects"]))
+        return cls(data["camera"], background, tuple(SceneObject(**o) for o in data["objects"]),
+                   bool(data.get("long", False)))
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,13 @@ def midpoint(frames: int) -> int:
     return frames // 2
 
 
+def event_frame(obj: SceneObject, frames: int) -> int:
+    """The first frame that shows `obj`'s event (appeared, gone, new colour, stopped)."""
+    if obj.at is None:
+        return midpoint(frames)
+    return int(round(frames * EVENT_TIMES[obj.at]))
+
+
 def track(obj: SceneObject, frames: int) -> Track:
     """The object's position, extent, rotation, visibility and colour in every frame.
 
@@ -103,8 +124,10 @@ def track(obj: SceneObject, frames: int) -> Track:
     covers the same distance (faster) as one seen from the start.
     """
     t = np.arange(frames)
-    first = midpoint(frames) if obj.event == "appears" else 0
-    progress = np.clip((t - first) / (frames - 1 - first), 0.0, 1.0)  # (T,) 0 -> 1 while visible
+    when = event_frame(obj, frames)
+    first = when if obj.event == "appears" else 0
+    last = when - 1 if obj.event in ("disappears", "stops") else frames - 1  # motion ends here
+    progress = np.clip((t - first) / max(last - first, 1), 0.0, 1.0)  # (T,) 0 -> 1 while moving
     dx = {"left": -MOVE, "right": MOVE}.get(obj.motion, 0.0)
     dy = {"up": -MOVE, "down": MOVE}.get(obj.motion, 0.0)
     growth = {"grow": GROW, "shrink": 1 / GROW}.get(obj.motion, 1.0)
@@ -115,16 +138,17 @@ def track(obj: SceneObject, frames: int) -> Track:
         y=obj.y + dy * progress,
         diameter=DIAMETER[obj.size] * growth**progress,  # geometric, so growth looks steady
         angle=obj.angle + turn * progress,
-        visible=t >= first,
-        colour=tuple(obj.new_colour if changed and i >= midpoint(frames) else obj.colour for i in t),
+        visible=(t >= first) & ((t < when) if obj.event == "disappears" else True),
+        colour=tuple(obj.new_colour if changed and i >= when else obj.colour for i in t),
     )
 
 
 def sample_scene(rng: np.random.Generator, config: SynthConfig) -> Scene:
     """One random scene; everything random comes from `rng` (seed it with (seed, clip index))."""
-    camera = CAMERAS[rng.integers(len(CAMERAS))]
+    cameras = LONG_CAMERAS if config.long else CAMERAS
+    camera = cameras[rng.integers(len(cameras))]
     background = _sample_background(rng)
-    return Scene(camera, background, _sample_objects(rng, background, config))
+    return Scene(camera, background, _sample_objects(rng, background, config), config.long)
 
 
 def _sample_background(rng: np.random.Generator) -> Background:
@@ -158,7 +182,7 @@ def _sample_objects(
     palette = object_colours(background)
     count = int(rng.integers(1, 4))  # drawn once, so crowded scenes are not under-represented
     for _ in range(1000):  # rejection sampling; one or two rounds are almost always enough
-        attributes = [_sample_attributes(rng, palette) for _ in range(count)]
+        attributes = [_sample_attributes(rng, palette, config.long) for _ in range(count)]
         if all(a["event"] == "appears" for a in attributes):
             continue  # someone must be there from the first frame
         for _ in range(20):  # new positions for the same objects before giving up on them
@@ -181,7 +205,7 @@ def _place_all(rng: np.random.Generator, attributes: list[dict], config: SynthCo
     return placed
 
 
-def _sample_attributes(rng: np.random.Generator, palette: list[str]) -> dict:
+def _sample_attributes(rng: np.random.Generator, palette: list[str], long: bool = False) -> dict:
     kind = KINDS[rng.integers(len(KINDS))]
     size = SIZES[rng.integers(len(SIZES))]
     # Rotation only where it shows; small things never shrink nor large ones grow (>= ~12 px).
@@ -194,13 +218,21 @@ def _sample_attributes(rng: np.random.Generator, palette: list[str]) -> dict:
     motion = motions[rng.integers(len(motions))]
     colour = palette[rng.integers(len(palette))]
     draw = rng.random()
-    event = None if draw < 0.6 else "appears" if draw < 0.8 else "changes_colour"
+    at = None
+    if long:  # one object in five without an event; "stops" only for something that moves
+        events = [e for e in LONG_EVENTS if not (e == "stops" and motion == "static")]
+        event = None if draw < 0.2 else events[rng.integers(len(events))]
+        at = None if event is None else tuple(EVENT_TIMES)[rng.integers(len(EVENT_TIMES))]
+    else:
+        event = None if draw < 0.6 else "appears" if draw < 0.8 else "changes_colour"
     new_colour = None
     if event == "changes_colour":
         others = [c for c in palette if c != colour]
         new_colour = others[rng.integers(len(others))]
     angle = round(float(rng.uniform(0, SYMMETRY[kind])), 1) if SYMMETRY[kind] else 0.0
-    return dict(kind=kind, colour=colour, size=size, motion=motion, event=event, new_colour=new_colour, angle=angle)
+    extra = {"at": at} if long else {}
+    return dict(kind=kind, colour=colour, size=size, motion=motion, event=event, new_colour=new_colour, angle=angle,
+                **extra)
 
 
 def _place(

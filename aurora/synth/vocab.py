@@ -44,6 +44,10 @@ SYMMETRY = {"circle": 0, "square": 90, "triangle": 120, "star": 72, "cross": 90}
 SIZES = ("small", "large")
 MOTIONS = ("left", "right", "up", "down", "static", "rotate", "grow", "shrink")
 EVENTS = ("appears", "changes_colour")  # an object without an event has event None
+# The long split (`SynthConfig(long=True)`): more events, each at a known time.
+LONG_EVENTS = ("appears", "disappears", "changes_colour", "stops")
+EVENT_TIMES = {"early": 0.25, "midway": 0.5, "late": 0.75}  # when, as a fraction of the clip
+LONG_CAMERAS = ("static", "static", "static", "static", "pan_left", "pan_right", "tilt_up", "tilt_down")  # half still
 
 
 def rgb(colour: str) -> np.ndarray:

@@ -3,8 +3,14 @@
 `token_kept_ratio` is the share of a visual's tokens that reach the language model, whichever
 reducer provides it: ToMe inside the encoder (`aurora.vision.tower` over the pure functions of
 `aurora.vision.merge`; AuroraCap's rule r = int(patches * (1 - ratio) / layers) per layer), or a
-reducer after the encoder (pooling, resampler: `aurora.connectors`). It is range-checked here,
-once, for every entry point.
+reducer after the encoder (pooling, resampler: `aurora.connectors`), or merging across time after
+the encoder (`aurora.vision.temporal.merge_across_time`). It is range-checked here, once, for every
+entry point.
+
+The reducer `method` says which: "tome" (per frame, in the encoder), "temporal" (the encoder runs
+whole, then tokens alike from frame to frame merge), or "both" (ToMe, then merging across time
+takes what remains to the ratio: `split_ratio`). Whichever it is, the ratio is the total share of
+the visual's tokens.
 """
 
 from __future__ import annotations
@@ -14,7 +20,28 @@ from dataclasses import dataclass
 from aurora.errors import ConfigError
 from aurora.vision.merge import SCHEDULES
 
-METHODS = ("tome",)  # in-encoder merging; after-encoder reducers are connectors
+METHODS = ("tome", "temporal", "both")  # in-encoder merging, merging across time, or both
+
+
+TOME_FLOOR = 0.1  # the lowest ratio "both" asks of ToMe (AuroraCap's lowest; the default model trains at 0.1-0.4)
+
+
+def split_ratio(method: str, ratio: float) -> tuple[float, float | None]:
+    """(the encoder's ToMe ratio, the total share kept after merging across time, None for no
+    temporal step) for a reducer method at a total ratio.
+
+    "both" asks ToMe for the ratio, but not below TOME_FLOOR, and merging across time takes the
+    tokens that remain to exactly the ratio: ToMe keeps each frame's own detail where it can (and
+    speeds the encoder), merging across time removes what repeats from frame to frame. (Giving ToMe
+    sqrt(ratio) instead was worse on the long synthetic split: 71.6% against 76.9% at 5%, 24 clips.)
+    """
+    if method not in METHODS:
+        raise ConfigError(f"reduction must be one of {METHODS}, got {method!r}")
+    if method == "tome" or ratio >= 1:
+        return ratio, None
+    if method == "temporal":
+        return 1.0, ratio
+    return max(ratio, TOME_FLOOR), ratio
 
 
 def check_ratio(ratio: float) -> float:
@@ -27,7 +54,7 @@ def check_ratio(ratio: float) -> float:
 @dataclass
 class ReducerSettings:
     token_kept_ratio: float = 0.8  # the inference default (AuroraCap's script)
-    method: str = "tome"
+    method: str = "tome"  # one of METHODS: "tome", "temporal", "both"
     merge_schedule: str = "constant"  # AuroraCap's; "decreasing" front-loads merging (faster tower)
     proportional_attention: bool = False  # AuroraCap's term cancels in the softmax: off for parity
 
