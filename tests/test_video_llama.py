@@ -178,6 +178,16 @@ def test_tome_merges_inside_the_eva_tower(published):
     assert merged["language_model"] == full["language_model"] == TINY.video_queries
 
 
+def test_a_reduction_it_does_not_implement_is_one_line(published):
+    model = published["model"]
+    model.preset.reducer.method = "temporal"  # as --reduction temporal sets it
+    try:
+        with pytest.raises(ConfigError, match="reduction 'temporal' is not implemented for video_llama models: use tome"):
+            model.prepare(ask(published["silent"]))
+    finally:
+        model.preset.reducer.method = "tome"
+
+
 def test_stride_sampling_is_video_llamas():
     from aurora.media.sampling import stride_indices
 

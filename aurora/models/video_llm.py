@@ -30,7 +30,7 @@ from aurora.models.splice import pad, splice
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, get_template, segment, user_content
 from aurora.vision.merge import unmerge
-from aurora.vision.reduce import check_ratio, split_ratio
+from aurora.vision.reduce import METHODS, check_ratio, split_ratio
 from aurora.vision.temporal import merge_across_time
 
 __all__ = ["ChatModel", "Reply", "ReplyStream", "VideoLLM"]
@@ -46,6 +46,7 @@ class ChatModel(nn.Module):
     # file); None keeps the file's size, for kinds that size frames themselves (Qwen2-VL's min/max pixels).
     decode_size: int | None = None
     part_kinds: tuple[str, ...] = ("text", "image", "video")  # message parts it takes ("audio": an audio branch)
+    reductions: tuple[str, ...] = ("tome",)  # reducer methods it implements (aurora.vision.reduce.METHODS)
 
     @property
     def context_length(self) -> int | None:
@@ -66,6 +67,9 @@ class ChatModel(nn.Module):
         """The ratio to use (the preset's by default), checked once for every entry point."""
         if num_frames is not None and num_frames < 1:
             raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
+        if self.preset.reducer.method not in self.reductions:
+            raise ConfigError(f"reduction {self.preset.reducer.method!r} is not implemented for {self.preset.family} "
+                              f"models: use {' or '.join(self.reductions)}")
         return check_ratio(self.preset.reducer.token_kept_ratio if token_kept_ratio is None else token_kept_ratio)
 
     def render_turns(self, messages: list[dict], num_frames, fps, reply: Reply, chat, on_visual) -> list[tuple[str, str]]:
@@ -173,6 +177,8 @@ class ChatModel(nn.Module):
 
 
 class VideoLLM(ChatModel):
+    reductions = METHODS
+
     def __init__(self, tower: nn.Module, connector: nn.Module, language_model: nn.Module, tokenizer, preset: Preset,
                  name: str = "aurora"):
         super().__init__()
