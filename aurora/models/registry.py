@@ -47,6 +47,7 @@ _FAMILIES: dict[str, str | Family] = {
     "pllava": "aurora.models.pllava:FAMILY",  # before AuroraCap: both read model_type "llava"
     "auroracap": "aurora.models.auroracap:FAMILY",
     "qwen2_vl": "aurora.models.qwen2_vl:FAMILY",
+    "smolvlm": "aurora.models.smolvlm:FAMILY",
 }
 
 
