@@ -131,3 +131,98 @@ def test_a_video_caption_equals_transformers(smol, tmp_path):
         torch.testing.assert_close(model.model(**model.collate([inputs])).logits, logits, atol=1e-5, rtol=0)
     assert reply.text == model.tokenizer.decode(out, skip_special_tokens=True).lstrip()
     assert reply.generated_tokens == len(out) and reply.visual_tokens_per_frame == [16]
+
+
+def test_the_reduced_path_at_ratio_one_is_transformers_features(smol):
+    """ToMe tower + post-norm + unmerge + connector at 1.0 give transformers' own image features."""
+    model = aurora.load(smol)
+    squares = video_pixels(make_frames(3, 56, 84, seed=2), LONGEST, SIDE)
+    with torch.no_grad():
+        ours, kept, per_square = model.encode_reduced(squares, 1.0, is_image=False)
+        theirs = model.model.model.get_image_features(squares[None]).pooler_output[0]
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    assert kept.tolist() == list(range(3 * 16)) and per_square == 64
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.1])
+def test_reduction_keeps_round_r_n_tokens_in_their_places(smol, tmp_path, ratio):
+    model = aurora.load(smol)
+    clip = write_video(tmp_path / "clip.mp4", make_frames(12, 56, 84), fps=8)
+    frames = model.load_frames(clip, num_frames=4)
+    full_inputs, full = model.prepare(model._caption_messages(frames, None))
+    inputs, reply = model.prepare(model._caption_messages(frames, None), token_kept_ratio=ratio)
+    kept = max(1, round(ratio * 4 * 16))
+    per_square = model.tower.tokens_per_frame(SIDE, SIDE, ratio)  # ToMe's count (AuroraCap's rule)
+    assert per_square < 64
+    assert reply.visual_tokens == [{"patches": 4 * 64, "encoder": 4 * per_square, "language_model": kept}]
+    assert reply.prompt_tokens == full.prompt_tokens - 4 * 16 + kept == inputs["inputs_embeds"].shape[0]
+    ids = full_inputs["input_ids"]
+    image = model.model.config.image_token_id
+    where = inputs["kept"]
+    assert where.tolist() == sorted(set(where.tolist()))
+    assert set((ids != image).nonzero()[:, 0].tolist()) <= set(where.tolist())  # all text stays
+    first = (ids == image).nonzero()[:, 0][:16]  # the first frame's tokens rank first
+    assert set(first.tolist()) <= set(where.tolist()) or kept < 16
+    text = model.model.get_input_embeddings()(ids[where][ids[where] != image])
+    torch.testing.assert_close(inputs["inputs_embeds"][ids[where] != image], text, atol=0, rtol=0)
+    answer = model.caption(clip, num_frames=4, token_kept_ratio=ratio, max_new_tokens=4)
+    assert answer.generated_tokens > 0 and answer.visual_tokens[0]["language_model"] == kept
+
+
+def test_a_reduced_image_and_a_streamed_answer(smol, tmp_path):
+    model = aurora.load(smol)
+    Image.fromarray(make_frames(1, 60, 60)[0]).save(tmp_path / "still.png")
+    reply = model.caption(tmp_path / "still.png", max_new_tokens=5, token_kept_ratio=0.25)
+    assert reply.visual_tokens[0]["language_model"] == round(0.25 * 17 * 16) and reply.generated_tokens > 0
+    streamed = model.caption(tmp_path / "still.png", max_new_tokens=5, token_kept_ratio=0.25, stream=True)
+    assert "".join(streamed) == reply.text
+
+
+def test_the_checkpoints_chat_template_renders_images(smol, tmp_path):
+    model = aurora.load(smol)
+    Image.fromarray(make_frames(1, 60, 60)[0]).save(tmp_path / "still.png")
+    clip = write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8)
+    model.tokenizer.chat_template = default_chat_template().replace("{{ 'Assistant:' }}", "{{ 'Bot:' }}")
+    decode = model.tokenizer.decode
+    image, _ = model.prepare(model._caption_messages(tmp_path / "still.png", "Hi"))
+    video, _ = model.prepare(model._caption_messages(clip, "Hi"), num_frames=2)
+    assert decode(image["input_ids"]).endswith("Hi<end_of_utterance>\nBot:")
+    assert decode(video["input_ids"]).endswith("Hi<end_of_utterance>\nAssistant:")  # the processor's video template
+
+
+def test_a_smolvlm_model_is_served(smol, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from aurora.serve.app import create_app
+    from aurora.serve.settings import ServeSettings
+
+    model = aurora.load(smol)
+    clip = write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8)
+    app = create_app(model, ServeSettings(model=str(smol), allowed_local_media_path=str(tmp_path)))
+    with TestClient(app) as client:
+        body = {"model": model.name, "max_tokens": 3, "messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": f"file://{clip}"}}, {"type": "text", "text": "What moves?"}]}]}
+        answer = client.post("/v1/chat/completions", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["usage"]["completion_tokens"] > 0
+
+
+def test_lora_fine_tuning_saves_transformers_layout(smol, tmp_path):
+    import json
+
+    from aurora.train import load_config, train
+
+    clip = write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8)
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"video": str(clip), "conversations": [
+        {"from": "human", "value": "<video>\nWhat is shown?"}, {"from": "gpt", "value": "A clip."}]}) + "\n")
+    out = train(load_config(data=str(data), output_dir=str(tmp_path / "run"), model=str(smol), train_parts=[],
+                            lora_rank=4, token_kept_ratio=1.0, num_frames=2, batch_size=1, max_steps=3, lr=5e-2,
+                            warmup_steps=0), progress=False)
+    before, after = aurora.load(smol), aurora.load(out)  # transformers' layout, LoRA merged
+    assert after.preset.family == "smolvlm" and after.processing == before.processing
+    assert SmolVLMForConditionalGeneration.from_pretrained(out).config.model_type == "smolvlm"
+    b, a = before.model.state_dict(), after.model.state_dict()
+    changed = sorted(k for k in b if not torch.equal(b[k], a[k]))
+    assert changed and all(k.startswith("model.text_model.") and ("q_proj" in k or "v_proj" in k) for k in changed)
+    assert after.caption(clip, num_frames=2, max_new_tokens=3).generated_tokens > 0

@@ -169,6 +169,8 @@ def default_chat_template() -> str:
 class SmolVLM(ChatModel):
     """transformers' SmolVLM answers; Aurora feeds it (and reduces its visual tokens)."""
 
+    lora_within = "model.text_model"  # its SigLIP tower has q/v projections too: LoRA stays in the LM
+
     def __init__(self, model, tokenizer, preset: Preset, processing: dict, name: str = "smolvlm"):
         super().__init__()
         self.model, self.tokenizer, self.preset, self.name = model, tokenizer, preset, name

@@ -44,6 +44,9 @@ class ChatModel(nn.Module):
     # Frames are decoded scaled down so their shorter side is this (memory follows the model, not the
     # file); None keeps the file's size, for kinds that size frames themselves (Qwen2-VL's min/max pixels).
     decode_size: int | None = None
+    # LoRA (`aurora train --lora-rank`) wraps only the modules under this name of `language_model`
+    # (None: all of it): for a native model whose `language_model` is the whole transformers model
+    lora_within: str | None = None
 
     @property
     def context_length(self) -> int | None:
