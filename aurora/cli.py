@@ -172,6 +172,7 @@ def caption_record(reply, args) -> dict:
         "frame_indices": reply.frame_indices[0] if reply.frame_indices else [],
         "frame_timestamps": reply.frame_timestamps[0] if reply.frame_timestamps else [],
         "visual_tokens_per_frame": reply.visual_tokens_per_frame[0] if reply.visual_tokens_per_frame else 0,
+        "visual_tokens": reply.visual_tokens[0] if reply.visual_tokens else {},  # after each stage
         "prompt_tokens": reply.prompt_tokens,
         "generated_tokens": reply.generated_tokens,
         "timings": reply.timings,

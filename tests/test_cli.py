@@ -38,7 +38,8 @@ def test_caption_json_schema(capsys, checkpoints, media_dir, layout):
     assert code == 0, err
     record = json.loads(out)
     assert set(record) == {"caption", "model", "frame_indices", "frame_timestamps", "visual_tokens_per_frame",
-                           "prompt_tokens", "generated_tokens", "timings"}
+                           "visual_tokens", "prompt_tokens", "generated_tokens", "timings"}
+    assert record["visual_tokens"] == {"patches": 4 * 64, "encoder": 4 * 44, "language_model": 4 * 44}
     assert record["frame_indices"] == [0, 7, 15, 23]  # np.linspace(0, 23, 4) as ints
     assert record["frame_timestamps"] == pytest.approx([i / 8 for i in (0, 7, 15, 23)], abs=1e-3)
     # 64 patches + CLS, 2 of 3 layers run, each merging r = int(64 * 0.5 / 3) = 10: 65 - 20 - CLS
