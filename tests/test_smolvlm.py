@@ -190,6 +190,22 @@ def test_the_checkpoints_chat_template_renders_images(smol, tmp_path):
     assert decode(video["input_ids"]).endswith("Hi<end_of_utterance>\nAssistant:")  # the processor's video template
 
 
+def test_the_processors_chat_template_file_is_read(smol, tmp_path):
+    import json
+    import shutil
+
+    copy = shutil.copytree(smol, tmp_path / "copy")
+    config = json.loads((copy / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (copy / "tokenizer_config.json").write_text(json.dumps(config))
+    for name in ("chat_template.jinja",):
+        (copy / name).unlink(missing_ok=True)
+    template = default_chat_template().replace("{{ 'Assistant:' }}", "{{ 'Bot:' }}")
+    (copy / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    model = aurora.load(copy)
+    assert model.tokenizer.chat_template == template
+
+
 def test_a_smolvlm_model_is_served(smol, tmp_path):
     from fastapi.testclient import TestClient
 

@@ -375,6 +375,8 @@ def load(path: Path, layout: str, dtype=torch.float32, trust_remote_code: bool =
     missing = [t for t in VISUAL_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
         raise CheckpointError(f"{path}: the tokenizer lacks SmolVLM's visual tokens {missing}")
+    if not tokenizer.chat_template and (path / "chat_template.json").is_file():  # the processor's copy
+        tokenizer.chat_template = read_config(path, "chat_template.json").get("chat_template")
     side = model.config.vision_config.image_size
     if (side // model.config.vision_config.patch_size) % model.config.scale_factor:
         raise CheckpointError(f"{path}: the tower's patch grid does not divide by scale_factor {model.config.scale_factor}")
