@@ -14,7 +14,7 @@ reported as "not available" and skipped. Shapes:
   14 heads / 2 KV, 4864, 24 layers).
 - llava_onevision: SigLIP-so400m-384 (patch 14) and a Qwen2-0.5B LM; llava_next_video: CLIP
   ViT-L/14-336 and a Qwen2-0.5B LM (run once their families are registered).
-`--layers N` (`--quick`: 2) cuts every stack (tower and LM) to N layers, widths kept; the output
+`--layers N` (`--quick`: 1) cuts every stack (tower and LM) to N layers, widths kept; the output
 names the depth used.
 
 Each case runs in its own process on the same decoded frames (360x480, batch 1, greedy, EOS
@@ -31,7 +31,6 @@ ratio's speed-up against the baseline. Targets (issue #15): >= 3x faster TTFT at
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -148,9 +147,13 @@ def run_case(case: dict) -> dict:
     eos = model.generator.stop_token_ids()
     model.generator.suppressed_token_ids = model.generator.suppressed_token_ids + eos  # exactly --new-tokens tokens
     messages = model._caption_messages(frames_of(case["frames"]), "Describe the video in detail.")
+    if case.get("schedule") and hasattr(model, "tower"):  # a ToMe tower's merge schedule (constant: AuroraCap's)
+        model.tower.merge_schedule = case["schedule"]
     model.caption(frames_of(1), max_new_tokens=1)  # warm-up
     runs = [_measure(model, messages, case) for _ in range(case["repeats"])]
-    return min(runs, key=lambda run: run["ttft_s"])  # the least disturbed run (shared machines are noisy)
+    best = min(runs, key=lambda run: run["ttft_s"])  # the least disturbed run (shared machines are noisy)
+    merging = case["impl"] == "aurora" and case["ratio"] < 1 and hasattr(model, "tower")
+    return {**best, "schedule": model.tower.merge_schedule if merging else ""}
 
 
 def _measure(model, messages, case) -> dict:
@@ -199,10 +202,12 @@ def main():
     p.add_argument("--ratios", default="0.5,0.25,0.1")
     p.add_argument("--new-tokens", type=int, default=16)
     p.add_argument("--layers", type=int, help="cut every tower and LM to this many layers (widths kept)")
-    p.add_argument("--quick", action="store_true", help="--layers 2: a run finishes in minutes on a CPU")
+    p.add_argument("--quick", action="store_true", help="--layers 1: a run finishes in minutes on a CPU")
+    p.add_argument("--schedules", default="constant",
+                   help="ToMe merge schedules to run below 1.0 (constant,decreasing) for families with a ToMe tower")
     p.add_argument("--repeats", type=int, default=2, help="measured runs per case; the fastest is kept")
     args = p.parse_args()
-    layers = args.layers or (2 if args.quick else None)
+    layers = args.layers or (1 if args.quick else None)
     depth = f"{layers} layers per stack (widths kept)" if layers else "full depth"
     rows, skipped = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -216,7 +221,9 @@ def main():
                 base = dict(device=args.device, frames=frames, new_tokens=args.new_tokens, path=str(path),
                             repeats=args.repeats)
                 cases = [dict(base, impl="transformers", ratio=1.0)]
-                cases += [dict(base, impl="aurora", ratio=r) for r in [1.0] + [float(x) for x in args.ratios.split(",")]]
+                ratios = [float(x) for x in args.ratios.split(",")]
+                cases += [dict(base, impl="aurora", ratio=1.0)]
+                cases += [dict(base, impl="aurora", ratio=r, schedule=s) for s in args.schedules.split(",") for r in ratios]
                 group = [{"family": name, "frames": frames, "impl": r["case"]["impl"], "ratio": r["case"]["ratio"],
                           **{k: v for k, v in r.items() if k != "case"}} for r in run_cases(__file__, cases, timeout=3600)]
                 baseline = group[0]
@@ -227,7 +234,7 @@ def main():
                     row["target"] = f">= {want:g}x: {'met' if row['TTFT x vs transformers'] >= want else 'not met'}" if want else ""
                 rows += group
     print(f"\ndepth: {depth}; {args.new_tokens} new tokens; device {args.device}; best of {args.repeats} runs")
-    print(table(rows, ["family", "frames", "impl", "ratio", "lm_visual_tokens", "prompt_tokens", "preprocess_s", "ttft_s",
+    print(table(rows, ["family", "frames", "impl", "ratio", "schedule", "lm_visual_tokens", "prompt_tokens", "preprocess_s", "ttft_s",
                        "TTFT x vs transformers", "total_s", "total x vs transformers", "target"]))
     if skipped:
         print("not available:", ", ".join(skipped))
