@@ -184,6 +184,24 @@ def _measure(model, messages, case) -> dict:
             "lm_visual_tokens": lm_tokens, "prompt_tokens": prompt}
 
 
+def smolvlm_ttft_flops(frames: int, ratio: float, schedule: str, text_tokens: int = 715) -> float:
+    """Model FLOPs to the first token of the full-depth SmolVLM shapes above (computed, noise-free):
+    the so400m tower with ToMe at `ratio` (attention on the tokens a layer starts with, the MLP on
+    what its merge leaves), then the LM prefill over the kept visual tokens and the prompt's text."""
+    from aurora.vision.merge import merge_count, merge_schedule, tokens_after_merging
+
+    h, m, layers, patches = SO400M["hidden_size"], SO400M["intermediate_size"], SO400M["num_hidden_layers"], 1024
+    tower, n = 2 * patches * 3 * 16 * 16 * h, patches
+    for r in merge_schedule(merge_count(patches, ratio, layers), layers, schedule):
+        after = tokens_after_merging(n, [r], 0)
+        tower += 2 * n * 4 * h * h + 2 * 2 * n * n * h + 2 * 2 * after * h * m
+        n = after
+    lm, tokens = QWEN2_05B, round(ratio * frames * 64) + text_tokens
+    h, kv = lm["hidden_size"], lm["hidden_size"] * lm["num_key_value_heads"] // lm["num_attention_heads"]
+    per_token = lm["num_hidden_layers"] * (2 * h * (2 * h + 2 * kv) + 2 * 3 * h * lm["intermediate_size"])
+    return frames * tower + tokens * per_token + lm["num_hidden_layers"] * 2 * tokens * tokens * h
+
+
 def available(family: str, path: Path) -> str | None:
     """The registered family that reads this checkpoint, or None."""
     from aurora.errors import CheckpointError
@@ -238,6 +256,15 @@ def main():
                        "TTFT x vs transformers", "total_s", "total x vs transformers", "target"]))
     if skipped:
         print("not available:", ", ".join(skipped))
+    if "smolvlm" in args.families.split(","):  # what the measured depth cannot show: ToMe over all 27 layers
+        print("\nsmolvlm at full depth, computed model FLOPs to first token vs ratio 1.0 (no timing noise):")
+        for frames in (int(x) for x in args.frames.split(",")):
+            text = next((r["prompt_tokens"] - r["lm_visual_tokens"] for r in rows
+                         if r["family"] == "smolvlm" and r["frames"] == frames), 715)  # the prompt's other tokens
+            base = smolvlm_ttft_flops(frames, 1.0, "constant", text)
+            print(f"  {frames} frames: " + ", ".join(f"{r:g} {s}: {base / smolvlm_ttft_flops(frames, r, s, text):.2f}x"
+                                                   for s in ("constant", "decreasing")
+                                                   for r in (float(x) for x in args.ratios.split(","))))
     print("saved", save("native_families", [{"depth": depth, **row} for row in rows], args.out))
 
 
