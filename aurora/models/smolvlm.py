@@ -14,7 +14,7 @@ frames, rescaling and normalising as `SmolVLMImageProcessorPil` does (tested equ
 
 The prompt is what SmolVLM's processor writes: the chat template (the checkpoint's own, as
 transformers' processor uses it: its video default for conversations with a video, else the
-tokenizer's; transformers' default when the checkpoint has none) with each visual expanded — a
+tokenizer's or the processor's chat_template.json; transformers' default when the checkpoint has none) with each visual expanded — a
 square is `<fake_token_around_image>` + (`<row_r_col_c>` for a crop | `<global-img>`) + one
 `<image>` per token; a video is an intro (frame count in words, duration), then per frame
 "\\nFrame from mm:ss:" and its square, then a blank line.
