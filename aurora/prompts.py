@@ -36,6 +36,7 @@ class Template:
     stop: tuple[str, ...] = ()  # text that ends a reply besides the tokenizer's EOS
     default_system: str = ""
     visual_join: str = "\n"  # between a turn's placeholders and its text
+    prefix: str = ""  # once before the first turn
 
     def render(self, turns: list[tuple[str, str]], add_generation_prompt: bool = True) -> str:
         """turns: (role, text) in order -> the prompt, opened for the next reply by default.
@@ -48,7 +49,7 @@ class Template:
         prefix = None
         if add_generation_prompt and turns[-1][0] == "assistant":
             turns, prefix = turns[:-1], turns[-1][1]
-        parts = []
+        parts = [self.prefix] if self.prefix else []
         if self.default_system and self.system and turns and turns[0][0] != "system":
             parts.append(self.system.format(content=self.default_system))
         for role, text in turns:
@@ -172,6 +173,21 @@ TEMPLATES["llava_next_video"] = replace(TEMPLATES["vicuna"], name="llava_next_vi
 # newline ("<|im_start|>system\n\nYou are ..."), and the timed clips end with "\n\n" before the question.
 TEMPLATES["apollo"] = replace(TEMPLATES["chatml"], name="apollo", visual_join="\n\n",
                               default_system="\nYou are a helpful vision-language assistant.")
+# SmolVLM2's chat template: "<|im_start|>" once, then "Role: text<end_of_utterance>\n" turns. The checkpoint's
+# own (jinja) template renders inference prompts; this copy serves training, where a turn's text is
+# "User:" + the visual right after (the jinja template's space after "User:" when a turn starts with
+# text or a video is added by the family for videos, not for text-only later turns).
+TEMPLATES["smolvlm"] = Template(
+    name="smolvlm",
+    prefix="<|im_start|>",
+    system="System: {content}<end_of_utterance>\n",
+    user="User:{content}<end_of_utterance>\n",
+    generation_prompt="Assistant:",
+    answer=" {content}<end_of_utterance>",
+    separator="\n",
+    stop=("<end_of_utterance>",),
+    visual_join="",
+)
 
 
 def get_template(name: str) -> Template:

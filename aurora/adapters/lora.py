@@ -27,6 +27,7 @@ import json
 import math
 import numbers
 import os
+import re
 from collections.abc import Sequence
 
 import torch
@@ -43,10 +44,12 @@ _LM_PREFIX = {"peft": "base_model.model.", "pllava": "language_model."}
 _ADAPTER = "default"  # peft's adapter name; PLLaVA's keys carry it too
 
 
-def apply_lora(lm, rank: int, alpha: float, targets: Sequence[str], dropout: float = 0.0):
+def apply_lora(lm, rank: int, alpha: float, targets: Sequence[str], dropout: float = 0.0, within: str | None = None):
     """Wrap ``lm`` (modified in place) with a fresh, trainable LoRA on the modules named in
     ``targets`` (e.g. ``("q_proj", "v_proj")``); returns the peft model. Only LoRA weights
-    train; B starts at zero, so the wrapped model's outputs equal the base model's."""
+    train; B starts at zero, so the wrapped model's outputs equal the base model's. ``within``
+    limits it to the modules under one name (a native model's language model, e.g.
+    "model.text_model", when its vision tower has layers of the same names)."""
     _require_peft()
     from peft import LoraConfig, get_peft_model
 
@@ -56,8 +59,11 @@ def apply_lora(lm, rank: int, alpha: float, targets: Sequence[str], dropout: flo
         raise ConfigError(f"LoRA targets must be a non-empty list of module names, got {targets!r}")
     if not (isinstance(dropout, numbers.Real) and 0 <= dropout < 1):
         raise ConfigError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
+    modules = list(targets)
+    if within:  # peft matches a string target against whole module names
+        modules = rf"{re.escape(within)}\..*\.({'|'.join(re.escape(t) for t in targets)})"
     config = LoraConfig(
-        r=rank, lora_alpha=alpha, target_modules=list(targets), lora_dropout=float(dropout),
+        r=rank, lora_alpha=alpha, target_modules=modules, lora_dropout=float(dropout),
         task_type="CAUSAL_LM",
     )
     return _wrap(lm, config, ", ".join(targets))

@@ -52,6 +52,7 @@ _FAMILIES: dict[str, str | Family] = {
     "llava_next_video": "aurora.models.llava_next_video:FAMILY",
     "apollo": "aurora.models.apollo:FAMILY",
     "video_llama": "aurora.models.video_llama:FAMILY",  # a decoder directory with video_llama.json
+    "smolvlm": "aurora.models.smolvlm:FAMILY",
 }
 
 

@@ -82,7 +82,8 @@ def set_trainable(model, parts: tuple[str, ...], lora_rank: int = 0, lora_alpha:
     elif lora_rank > 0:
         from aurora.adapters.lora import apply_lora
 
-        model.language_model = apply_lora(model.language_model, lora_rank, lora_alpha, lora_targets)
+        model.language_model = apply_lora(model.language_model, lora_rank, lora_alpha, lora_targets,
+                                          within=getattr(model, "lora_within", None))
     return [p for p in model.parameters() if p.requires_grad]
 
 
