@@ -9,8 +9,9 @@ from aurora.argtypes import positive_float, positive_int, ratio
 from aurora.vision.reduce import METHODS
 
 
-def add_load_flags(p, required: bool = False) -> None:
-    """--model, --adapter, --lora-alpha, --device, --dtype, --trust-remote-code."""
+def add_load_flags(p, required: bool = False, branch_files: bool = True) -> None:
+    """--model, --adapter, --lora-alpha, --device, --dtype, --trust-remote-code, and (branch_files)
+    Video-LLaMA's --vl-weights / --al-weights with --audio."""
     p.add_argument("--model", "--model_path", dest="model", required=required,
                    help="checkpoint directory or hub id (default: the bundled model)")
     p.add_argument("--adapter", help="adapter directory applied at load time (LoRA: peft's layout)")
@@ -19,6 +20,8 @@ def add_load_flags(p, required: bool = False) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with a checkpoint to run")
+    if not branch_files:
+        return
     p.add_argument("--vl-weights", dest="vl_weights", nargs="+", metavar="PTH",
                    help="Video-LLaMA: the vision branch's .pth files (VL checkpoint, BLIP-2 Q-Former, EVA ViT); --model is the decoder")
     p.add_argument("--al-weights", dest="al_weights", nargs="+", metavar="PTH",
@@ -46,31 +49,40 @@ def add_generation_flags(p, max_new_tokens_help: str = "default: the model's pre
 
 
 def load_kwargs(args: argparse.Namespace) -> dict:
-    """The keyword arguments of `aurora.load` that add_load_flags sets (all but the model)."""
-    return dict(device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                adapter=getattr(args, "adapter", None), lora_alpha=getattr(args, "lora_alpha", None))
+    """The keyword arguments of `open_model` that add_load_flags sets (all but the model)."""
+    options = dict(device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                   adapter=getattr(args, "adapter", None), lora_alpha=getattr(args, "lora_alpha", None))
+    if hasattr(args, "vl_weights"):  # add_load_flags(branch_files=True)
+        options.update(vl_weights=args.vl_weights, al_weights=args.al_weights, audio=args.audio)
+    return options
 
 
-def load_model(args: argparse.Namespace):
+def open_model(model, *, vl_weights=None, al_weights=None, audio: str = "auto", **load_options):
+    """`aurora.load(model, **load_options)`, or Video-LLaMA from its published branch files around a
+    decoder directory; then the sound setting (`audio`: auto | on | off). What every command that
+    loads a model by flags calls (caption, chat, eval, serve, gui)."""
     from aurora.errors import ConfigError
     from aurora.models import load
 
-    vl, al = getattr(args, "vl_weights", None), getattr(args, "al_weights", None)
-    if vl or al:  # Video-LLaMA's published files around a decoder directory
+    if vl_weights or al_weights:  # Video-LLaMA's published files around a decoder directory
         from aurora.models.video_llama import open_published
 
-        if getattr(args, "adapter", None) or getattr(args, "lora_alpha", None):
+        if load_options.get("adapter") or load_options.get("lora_alpha"):
             raise ConfigError("--adapter / --lora-alpha do not apply to Video-LLaMA's branch files (--vl-weights / --al-weights)")
-
-        model = open_published(args.model, vl, al, device=args.device, dtype=args.dtype,
-                               trust_remote_code=args.trust_remote_code)
+        loaded = open_published(model, vl_weights, al_weights, device=load_options.get("device", "auto"),
+                                dtype=load_options.get("dtype", "auto"),
+                                trust_remote_code=load_options.get("trust_remote_code", False))
     else:
-        model = load(args.model, **load_kwargs(args))
-    audio = getattr(args, "audio", "auto")
-    if hasattr(model, "set_audio"):
-        model.set_audio(audio)
+        loaded = load(model, **load_options)
+    if hasattr(loaded, "set_audio"):
+        loaded.set_audio(audio)
     elif audio == "on":
-        raise ConfigError(f"--audio on: this {model.preset.family} model has no audio branch")
+        raise ConfigError(f"--audio on: this {loaded.preset.family} model has no audio branch")
+    return loaded
+
+
+def load_model(args: argparse.Namespace):
+    model = open_model(args.model, **load_kwargs(args))
     if getattr(args, "reduction", None):  # --reduction overrides the preset's reducer method
         model.preset.reducer.method = args.reduction
     return model

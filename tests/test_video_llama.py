@@ -15,7 +15,7 @@ from transformers import Blip2QFormerModel, Blip2VisionModel
 from aurora import media
 from aurora.errors import CheckpointError, ConfigError, MediaError
 from aurora.media.fbank import load_audio_features
-from aurora.models import load
+from aurora.models import DEFAULT_MODEL, load
 from aurora.models.video_llama import load_published
 from aurora.models.video_llama_weights import published_to_aurora
 from aurora.testing.media import make_frames, tone, write_audio, write_video, write_video_with_audio
@@ -437,3 +437,31 @@ def test_cli_chat_about_a_sound_file(capsys, monkeypatch, cli_checkpoint):
     assert code == 0, err
     code, _, err = run_cli(capsys, "chat", wav, "--model", out, "--vl-weights", *[paths[n] for n in VL])
     assert code == 2 and err.count("\n") == 1 and "no audio branch" in err
+
+
+def test_serve_and_gui_take_the_branch_files_and_the_sound_setting(cli_checkpoint, monkeypatch):
+    import argparse
+
+    from aurora.serve import cli
+    from aurora.serve.gui import ModelCache
+
+    parser = argparse.ArgumentParser()
+    cli.add_parsers(parser.add_subparsers(dest="command"))
+    out, paths, _, _ = cli_checkpoint
+    flags = ["--model", str(out), "--vl-weights", *[str(paths[n]) for n in VL],
+             "--al-weights", *[str(paths[n]) for n in AL], "--audio", "off", "--device", "cpu"]
+    served = {}
+    monkeypatch.setattr("aurora.serve.app.create_app", lambda model, settings: served.setdefault("model", model))
+    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: None)
+    args = parser.parse_args(["serve", *flags])
+    assert args.run(args) == 0
+    model = served["model"]
+    assert model.preset.family == "video_llama" and model.audio is not None and model.audio_mode == "off"
+
+    monkeypatch.setattr("aurora.serve.gui.launch_gui", lambda model, host, port, **kw: served.setdefault("gui", kw))
+    args = parser.parse_args(["gui", *flags[2:]])  # the decoder comes from the path box
+    assert args.run(args) == 0
+    gui_model = ModelCache(None, None, **served["gui"]).get(str(out))
+    assert gui_model.audio is not None and gui_model.audio_mode == "off"
+    with pytest.raises(ConfigError, match="--audio on: this auroracap model has no audio branch"):
+        ModelCache(None, None, device="cpu", audio="on").get(str(DEFAULT_MODEL))

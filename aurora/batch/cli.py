@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("input", help="directory (searched recursively), text file of paths/URLs, or .csv/.jsonl/.parquet table")
     p.add_argument("--out", required=True, help="results file: .jsonl or .parquet")
     p.add_argument("--column", help="the table column holding paths/URLs (default: path)")
-    add_load_flags(p)
+    add_load_flags(p, branch_files=False)  # Video-LLaMA: a video_llama.json in the decoder directory
     p.add_argument("--prompt", help="default: the model's preset")
     p.add_argument("--num-frames", dest="num_frames", type=positive_int, help="frames per video (default: preset)")
     p.add_argument("--fps", type=positive_float, help="sample at this many frames per second (capped by --num-frames)")

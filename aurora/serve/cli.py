@@ -70,7 +70,8 @@ def run_serve(args) -> int:
         media_timeout=args.media_timeout, max_media_bytes=int(args.max_media_mb * _MB),
         allow_private_media_urls=args.allow_private_media_urls, max_body_bytes=int(args.max_body_mb * _MB),
         device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-        adapter=args.adapter, lora_alpha=args.lora_alpha, max_tokens=args.max_tokens, max_visuals=args.max_visuals,
+        adapter=args.adapter, lora_alpha=args.lora_alpha, vl_weights=args.vl_weights, al_weights=args.al_weights,
+        audio=args.audio, max_tokens=args.max_tokens, max_visuals=args.max_visuals,
         request_timeout=args.request_timeout,
     )
     serve(settings)

@@ -33,7 +33,7 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def get(self, path: str | None):
-        from aurora.models import load
+        from aurora.model_flags import open_model
 
         path = (path or "").strip() or self.path
         if not path:
@@ -41,7 +41,7 @@ class ModelCache:
         with self._lock:
             if self.model is None or path != self.path:
                 self.model = None  # free the old one before loading the next
-                self.model = load(path, **self.load_kwargs)
+                self.model = open_model(path, **self.load_kwargs)
                 self.path = path
             return self.model
 
@@ -133,7 +133,7 @@ def stats_markdown(reply) -> str:
 
 def build_gui(model=None, model_path: str | None = None, **load_kwargs):
     """The Gradio Blocks app; `model` may be preloaded (then `model_path` names it); `load_kwargs`
-    (device, dtype, trust_remote_code, adapter, lora_alpha) are `aurora.load`'s for the path box."""
+    (device, dtype, trust_remote_code, adapter, lora_alpha, ...) are `model_flags.open_model`'s for the path box."""
     import gradio as gr
 
     cache = ModelCache(model_path, model, **load_kwargs)
@@ -195,13 +195,13 @@ def launch_gui(model=None, host: str = "127.0.0.1", port: int = 7860, block: boo
     import os
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports leave the machine
-    from aurora.models import load
+    from aurora.model_flags import open_model
 
     path, loaded = (None, None) if model is None else (str(model), None)
     if model is not None and not isinstance(model, (str, Path)):
         path, loaded = str(getattr(model, "name", "")), model
     elif path is not None:
-        loaded = load(path, **load_kwargs)
+        loaded = open_model(path, **load_kwargs)
     demo = build_gui(loaded, path, **load_kwargs)
     demo.queue(default_concurrency_limit=1)  # one generation at a time: the model is shared
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False,

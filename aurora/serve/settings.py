@@ -31,6 +31,9 @@ class ServeSettings:
     trust_remote_code: bool = False
     adapter: str | None = None  # adapter directory applied at load time (see aurora.load)
     lora_alpha: float | None = None
+    vl_weights: list[str] | None = None  # Video-LLaMA's branch files around the decoder (`model`)
+    al_weights: list[str] | None = None
+    audio: str = "auto"  # a video's sound: auto | on | off (models with an audio branch)
 
     def __post_init__(self):
         checks = [
