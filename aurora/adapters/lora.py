@@ -51,7 +51,7 @@ def apply_lora(lm, rank: int, alpha: float, targets: Sequence[str], dropout: flo
     limits it to the modules under one name (a native model's language model, e.g.
     "model.text_model", when its vision tower has layers of the same names)."""
     _require_peft()
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     _check_rank(rank)
     _check_alpha(alpha)

@@ -47,12 +47,12 @@ from PIL import Image
 from aurora import media
 from aurora.errors import CheckpointError, ConfigError
 from aurora.generation import Generator
-from aurora.models.native import NativeModel
+from aurora.models.native import NativeModel, chat_template, open_checkpoint
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
 from aurora.models.splice import pad
 from aurora.models.video_llm import STAGES, _timed
-from aurora.models.weights import from_pretrained, load_tokenizer, quiet_transformers, read_config
+from aurora.models.weights import quiet_transformers, read_config
 from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.merge import unmerge
@@ -271,8 +271,7 @@ def family(spec: Spec) -> Family:
     def load(path: Path, layout: str, dtype=torch.float32, trust_remote_code: bool = False) -> NativeLlava:
         import transformers
 
-        model = from_pretrained(getattr(transformers, spec.model_class), path, dtype=dtype)
-        tokenizer = load_tokenizer(path, trust_remote_code)
+        model, tokenizer = open_checkpoint(path, spec.model_class, dtype, trust_remote_code)
         config = model.config
         for kind in ("image", "video"):
             token_id = getattr(config, f"{kind}_token_id")
@@ -310,13 +309,4 @@ def family(spec: Spec) -> Family:
                   build=NativeLlava, default_preset=spec.default_preset, kind="native")
 
 
-def chat_template(path: Path, tokenizer) -> str | None:
-    """The checkpoint's chat template: the tokenizer's, else the processor's chat_template.jinja / .json."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.chat_template
-    if (path / "chat_template.jinja").is_file():
-        return (path / "chat_template.jinja").read_text()
-    if (path / "chat_template.json").is_file():
-        return read_config(path, "chat_template.json").get("chat_template")
-    return None
 

@@ -5,9 +5,13 @@ states its context length from its text config. A family (Qwen2-VL, the LLaVA-st
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from aurora.errors import CheckpointError
 from aurora.models.video_llm import ChatModel
+from aurora.models.weights import from_pretrained, load_tokenizer, read_config
 
 
 class NativeModel(ChatModel):
@@ -39,3 +43,28 @@ class NativeModel(ChatModel):
         else:  # a plain model again (LoRA merged): it replaces the wrapped one
             self.__dict__["_adapted"] = None
             super().__setattr__("model", value)
+
+
+def open_checkpoint(path: Path, model_class: str, dtype=torch.float32, trust_remote_code: bool = False):
+    """transformers' `model_class` (by name) from `path`, and its tokenizer."""
+    import transformers
+
+    return from_pretrained(getattr(transformers, model_class), path, dtype=dtype), load_tokenizer(path, trust_remote_code)
+
+
+def require_tokens(path: Path, tokenizer, tokens, family: str) -> None:
+    """A one-line CheckpointError unless the tokenizer knows the family's visual tokens."""
+    missing = [t for t in tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        raise CheckpointError(f"{path}: the tokenizer lacks {family}'s visual tokens {missing}")
+
+
+def chat_template(path: Path, tokenizer) -> str | None:
+    """The checkpoint's chat template: the tokenizer's, else the processor's chat_template.jinja / .json."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.chat_template
+    if (path / "chat_template.jinja").is_file():
+        return (path / "chat_template.jinja").read_text()
+    if (path / "chat_template.json").is_file():
+        return read_config(path, "chat_template.json").get("chat_template")
+    return None

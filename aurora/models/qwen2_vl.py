@@ -34,14 +34,14 @@ import torch
 from PIL import Image
 
 from aurora import media
-from aurora.errors import CheckpointError, ConfigError
+from aurora.errors import ConfigError
 from aurora.generation import Generator
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
 from aurora.models.splice import pad
-from aurora.models.native import NativeModel
+from aurora.models.native import NativeModel, open_checkpoint, require_tokens
 from aurora.models.video_llm import STAGES, _timed
-from aurora.models.weights import from_pretrained, load_tokenizer, read_config
+from aurora.models.weights import read_config
 from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD
@@ -257,13 +257,8 @@ def detect(path: Path, config: dict) -> str | None:
 
 
 def load(path: Path, layout: str, dtype=torch.float32, trust_remote_code: bool = False) -> Qwen2VL:
-    import transformers
-
-    model = from_pretrained(getattr(transformers, MODEL_TYPES[layout]), path, dtype=dtype)
-    tokenizer = load_tokenizer(path, trust_remote_code)
-    missing = [t for t in VISUAL_TOKENS if t not in tokenizer.get_vocab()]
-    if missing:
-        raise CheckpointError(f"{path}: the tokenizer lacks Qwen2-VL's visual tokens {missing}")
+    model, tokenizer = open_checkpoint(path, MODEL_TYPES[layout], dtype, trust_remote_code)
+    require_tokens(path, tokenizer, VISUAL_TOKENS, "Qwen2-VL")
     return Qwen2VL(model, tokenizer, Preset.load(path, **default_preset().to_dict()), _processing(path), name=layout)
 
 

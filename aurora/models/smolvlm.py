@@ -49,9 +49,9 @@ from aurora.generation import Generator
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
 from aurora.models.splice import pad
-from aurora.models.native import NativeModel
+from aurora.models.native import NativeModel, chat_template, open_checkpoint, require_tokens
 from aurora.models.video_llm import STAGES, _timed
-from aurora.models.weights import from_pretrained, load_tokenizer, read_config
+from aurora.models.weights import read_config
 from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.merge import unmerge
@@ -346,15 +346,9 @@ def detect(path: Path, config: dict) -> str | None:
 
 
 def load(path: Path, layout: str, dtype=torch.float32, trust_remote_code: bool = False) -> SmolVLM:
-    import transformers
-
-    model = from_pretrained(getattr(transformers, MODEL_TYPES[layout]), path, dtype=dtype)
-    tokenizer = load_tokenizer(path, trust_remote_code)
-    missing = [t for t in VISUAL_TOKENS if t not in tokenizer.get_vocab()]
-    if missing:
-        raise CheckpointError(f"{path}: the tokenizer lacks SmolVLM's visual tokens {missing}")
-    if not tokenizer.chat_template and (path / "chat_template.json").is_file():  # the processor's copy
-        tokenizer.chat_template = read_config(path, "chat_template.json").get("chat_template")
+    model, tokenizer = open_checkpoint(path, MODEL_TYPES[layout], dtype, trust_remote_code)
+    require_tokens(path, tokenizer, VISUAL_TOKENS, "SmolVLM")
+    tokenizer.chat_template = chat_template(path, tokenizer)  # the tokenizer's, else the processor's copy
     side = model.config.vision_config.image_size
     if (side // model.config.vision_config.patch_size) % model.config.scale_factor:
         raise CheckpointError(f"{path}: the tower's patch grid does not divide by scale_factor {model.config.scale_factor}")
