@@ -147,6 +147,18 @@ def test_qwen2_5_vl_spaces_time_by_the_sampled_frames_seconds(tmp_path):
     torch.testing.assert_close(reduced["position_ids"], positions[:, 0, reduced["kept"]], atol=0, rtol=0)
     assert model.caption(clip, num_frames=4, max_new_tokens=3).generated_tokens > 0
 
+    # training spaces time the same way: the data set's samples carry the frames' seconds
+    from aurora.prompts import get_template
+    from aurora.train.data import VideoTextDataset
+
+    record = {"video": str(clip), "conversations": [{"from": "human", "value": "<video>\nWhat?"},
+                                                    {"from": "gpt", "value": "A clip."}]}
+    data = VideoTextDataset([record], model.tokenizer, get_template("qwen2_vl"), num_frames=4, layout="video")
+    sample = data.get(0)
+    assert sample.timestamps == pytest.approx([0, 0.625, 1.25, 1.875])
+    trained, _ = model.training_inputs([sample], 1.0)
+    assert trained["second_per_grid_ts"].tolist() == [pytest.approx(2 * 0.625)]
+
 
 def test_a_native_model_is_served(qwen, tmp_path):
     from fastapi.testclient import TestClient

@@ -117,8 +117,8 @@ class Qwen2VL(NativeModel):
             raise ConfigError("train Qwen2-VL at token_kept_ratio 1.0 (reduction is for inference)")
         config, rows, labels, visuals = self.model.config, [], [], {}
         for sample in samples:
-            frames = media.Frames(sample.frames, list(range(len(sample.frames))), [], len(sample.frames), None,
-                                  None, "", len(sample.frames) == 1)
+            frames = media.Frames(sample.frames, list(range(len(sample.frames))), sample.timestamps or [],
+                                  len(sample.frames), None, None, "", len(sample.frames) == 1)  # Qwen2.5-VL: real times
             text, visual = self.visual_inputs(frames)
             vision = self.tokenizer.encode(text, add_special_tokens=False)
             ids, lab = list(sample.segments[0]), list(sample.labels[0])

@@ -33,6 +33,7 @@ class Sample:
     segments: list[list[int]]  # token ids between visual blocks: len == blocks + 1
     labels: list[list[int]]  # same shapes as segments; IGNORE where no loss
     index: int  # position in the record list
+    timestamps: list[float] | None = None  # the frames' times in seconds (None: unknown)
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -154,22 +155,22 @@ class VideoTextDataset(RecordDataset):
         self.tokenizer, self.template, self.layout = tokenizer, template, layout
         self.num_frames, self.max_length = num_frames, max_length
         self.media_root, self.sampling = media_root, sampling
-        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.cache: dict[int, media.Frames] | None = {} if cache else None
 
     def _build(self, index: int) -> Sample:
         frames = self._frames(index)
-        blocks = len(frames) if self.layout == "frames" else 1  # as the model's connector gives them
+        blocks = len(frames.array) if self.layout == "frames" else 1  # as the model's connector gives them
         segments, labels = tokenize(turns_of(self.records[index]), blocks, self.template,
                                     self.tokenizer, self.max_length, self.layout)
-        return Sample(frames, segments, labels, index)
+        return Sample(frames.array, segments, labels, index, list(frames.timestamps))
 
-    def _frames(self, index: int) -> np.ndarray:
+    def _frames(self, index: int) -> media.Frames:
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         found = media_path(self.records[index], self.media_root)
         if found is None:
             raise ConfigError("record has no video or image")
-        frames = media.load_visual(found[1], num_frames=self.num_frames, sampling=self.sampling).array
+        frames = media.load_visual(found[1], num_frames=self.num_frames, sampling=self.sampling)
         if self.cache is not None:
             self.cache[index] = frames
         return frames
