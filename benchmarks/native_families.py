@@ -160,9 +160,12 @@ def _measure(model, messages, case) -> dict:
     sync = torch.cuda.synchronize if case["device"].startswith("cuda") else (lambda: None)
     if case["impl"] == "transformers":
         start = time.perf_counter()
-        inputs, reply = model.prepare(messages, token_kept_ratio=1.0)
+        if hasattr(model, "video_processor"):  # LLaVA-style: Aurora feeds embeddings; transformers takes pixels
+            batch, reply, start = _llava_pixel_inputs(model, messages)
+        else:
+            inputs, reply = model.prepare(messages, token_kept_ratio=1.0)
+            batch = model.collate([inputs])
         preprocess = time.perf_counter() - start
-        batch = model.collate([inputs])
         streamer = FirstToken("input_ids" in batch)
         start = time.perf_counter()
         out = model.model.generate(**batch, max_new_tokens=case["new_tokens"], min_new_tokens=case["new_tokens"],
@@ -182,6 +185,26 @@ def _measure(model, messages, case) -> dict:
         lm_tokens, prompt = sum(v["language_model"] for v in reply.visual_tokens), reply.prompt_tokens
     return {"preprocess_s": preprocess, "ttft_s": ttft, "total_s": total, "generated": generated,
             "lm_visual_tokens": lm_tokens, "prompt_tokens": prompt}
+
+
+def _llava_pixel_inputs(model, messages) -> tuple[dict, object, float]:
+    """transformers' own inputs for a LLaVA-OneVision / NeXT-Video video: the prompt's ids with the
+    video token once per feature and the processed frames (its tower runs inside generate, timed
+    there); returns them, the untimed Reply of Aurora's full path (token counts) and when the timed
+    preprocessing started."""
+    from aurora.models.reply import Reply
+    from aurora.models.video_llm import STAGES
+
+    _, reply = model.prepare(messages, token_kept_ratio=1.0)  # untimed: how many tokens the video takes
+    start = time.perf_counter()
+    visuals = []
+    read = model.read_messages(messages, None, None, Reply(text="", model="", timings=dict.fromkeys(STAGES, 0.0)), lambda f: visuals.append(f) or 1)
+    prompt, from_template = model.render(read, None)
+    ids = torch.tensor([model.prompt_ids(prompt, [("video", reply.visual_tokens_per_frame[0])], from_template)])
+    pixels = model.video_processor(visuals[0].array)[None].to(model.device, model.model.dtype)
+    batch = {"input_ids": ids.to(model.device), "attention_mask": torch.ones_like(ids).to(model.device),
+             "pixel_values_videos": pixels}
+    return batch, reply, start
 
 
 def smolvlm_ttft_flops(frames: int, ratio: float, schedule: str, text_tokens: int = 715) -> float:
