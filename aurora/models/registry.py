@@ -36,7 +36,8 @@ class Family:
     save: Callable[..., None]
     build: Callable[..., object]
     default_preset: Callable[[], object]
-    kind: str = "composed"  # "composed": Aurora's parts; "native": a transformers *ForConditionalGeneration
+    kind: str = "composed"  # "composed": Aurora's parts (frames decoded at the preset's image size);
+    # "native": a transformers *ForConditionalGeneration that sizes frames itself
     # attach_adapter(model, directory, lora_alpha): a family whose published adapters carry more
     # than LoRA (PLLaVA: the projector too); None: LoRA on the language model only
     attach_adapter: Callable[..., None] | None = None

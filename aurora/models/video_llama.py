@@ -413,5 +413,7 @@ FAMILY = Family(
     save=save,
     build=build,
     default_preset=default_preset,
-    kind="native",  # a ChatModel of its own (two branches), not the tower -> connector composition
+    # Aurora's parts (EVA tower, Q-Formers, LM), composed in a ChatModel of its own (two branches):
+    # frames are decoded at its tower's size, as for VideoLLM
+    kind="composed",
 )
