@@ -6,7 +6,6 @@ and served; bad checkpoints are one-line errors."""
 
 import json
 from functools import partial
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -32,6 +31,7 @@ from aurora.testing.checkpoints import build_tokenizer
 from aurora.testing.media import make_frames, write_video
 from aurora.vision.merge import tokens_after_merging
 from aurora.vision.processor import FrameProcessor
+from tests.native_helpers import lora_steps, serve_a_video
 
 PINPOINTS = [[32, 32], [32, 64], [64, 32], [64, 64]]
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32, patch_size=8)
@@ -252,37 +252,16 @@ def test_the_cli_reports_counts_and_refuses_bad_checkpoints(tiny, clip, capsys, 
 
 
 def test_served_over_http(tiny, clip):
-    from fastapi.testclient import TestClient
-
-    from aurora.serve.app import create_app
-    from aurora.serve.settings import ServeSettings
-
-    model = aurora.load(tiny["llava_onevision"])
-    app = create_app(model, ServeSettings(model=str(tiny["llava_onevision"]), allowed_local_media_path=str(Path(clip).parent)))
-    with TestClient(app) as client:
-        body = {"model": model.name, "max_tokens": 3, "messages": [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": f"file://{clip}"}}, {"type": "text", "text": "What moves?"}]}]}
-        answer = client.post("/v1/chat/completions", json=body)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["usage"]["completion_tokens"] > 0
-        assert client.post("/v1/chat/completions", json={**body, "max_tokens": 10**6}).status_code == 400
+    answer, too_long = serve_a_video(tiny["llava_onevision"], clip)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"]["completion_tokens"] > 0
+    assert too_long == 400
 
 
 def test_lora_fine_tuning_through_aurora_train(tiny, tmp_path):
-    from aurora.train import load_config, train
-
-    root = tiny["llava_next_video"]
     clip = write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8)
-    data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps({"video": str(clip), "conversations": [
-        {"from": "human", "value": "<video>\nWhat is shown?"}, {"from": "gpt", "value": "A clip."}]}) + "\n")
-    out = train(load_config(data=str(data), output_dir=str(tmp_path / "run"), model=str(root), train_parts=[],
-                            lora_rank=4, token_kept_ratio=1.0, num_frames=2, batch_size=1, max_steps=3, lr=5e-2,
-                            warmup_steps=0), progress=False)
-    before, after = aurora.load(root), aurora.load(out)  # transformers' layout, LoRA merged
+    _, after, changed, _ = lora_steps(tiny["llava_next_video"], clip, tmp_path / "run")  # transformers' layout, merged
     assert after.preset.family == "llava_next_video"
-    b, a = before.model.state_dict(), after.model.state_dict()
-    changed = sorted(k for k in b if not torch.equal(b[k], a[k]))
     assert changed and all("q_proj" in k or "v_proj" in k for k in changed)  # only what LoRA touched
     assert not any("vision_tower" in k for k in changed)
     assert after.caption(clip, num_frames=2, max_new_tokens=3).generated_tokens > 0

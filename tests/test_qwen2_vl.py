@@ -10,6 +10,7 @@ import aurora
 from aurora.models.qwen2_vl import VISUAL_TOKENS, patches
 from aurora.testing.checkpoints import build_tokenizer
 from aurora.testing.media import make_frames, write_video
+from tests.native_helpers import lora_steps, serve_a_video
 
 
 def write_tiny(root, config_class, model_class, vision: dict):
@@ -161,40 +162,16 @@ def test_qwen2_5_vl_spaces_time_by_the_sampled_frames_seconds(tmp_path):
 
 
 def test_a_native_model_is_served(qwen, tmp_path):
-    from fastapi.testclient import TestClient
-
-    from aurora.serve.app import create_app
-    from aurora.serve.settings import ServeSettings
-
-    model = aurora.load(qwen)
-    clip = write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8)
-    app = create_app(model, ServeSettings(model=str(qwen), allowed_local_media_path=str(tmp_path)))
-    with TestClient(app) as client:
-        body = {"model": model.name, "max_tokens": 3, "messages": [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": f"file://{clip}"}}, {"type": "text", "text": "What moves?"}]}]}
-        answer = client.post("/v1/chat/completions", json=body)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["usage"]["completion_tokens"] > 0
-        too_long = client.post("/v1/chat/completions", json={**body, "max_tokens": 10**6})
-        assert too_long.status_code == 400  # the context comes from the native model's text config
+    answer, too_long = serve_a_video(qwen, write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"]["completion_tokens"] > 0
+    assert too_long == 400  # the context comes from the native model's text config
 
 
 def test_lora_fine_tuning_through_aurora_train(qwen, tmp_path):
-    import json
-
-    from aurora.train import load_config, train
-
     clip = write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8)
-    data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps({"video": str(clip), "conversations": [
-        {"from": "human", "value": "<video>\nWhat is shown?"}, {"from": "gpt", "value": "A clip."}]}) + "\n")
-    out = train(load_config(data=str(data), output_dir=str(tmp_path / "run"), model=str(qwen), train_parts=[],
-                            lora_rank=4, token_kept_ratio=1.0, num_frames=2, batch_size=1, max_steps=3, lr=5e-2,
-                            warmup_steps=0), progress=False)
-    before, after = aurora.load(qwen), aurora.load(out)  # transformers' layout, LoRA merged
+    before, after, changed, _ = lora_steps(qwen, clip, tmp_path / "run")  # transformers' layout, LoRA merged
     assert after.preset.family == "qwen2_vl" and after.processing == before.processing
-    b, a = before.model.state_dict(), after.model.state_dict()
-    changed = sorted(k for k in b if not torch.equal(b[k], a[k]))
     assert changed and all("q_proj" in k or "v_proj" in k for k in changed)  # only what LoRA touched
     assert not any(k.startswith("model.visual.") for k in changed)
     assert after.caption(clip, num_frames=2, max_new_tokens=3).generated_tokens > 0

@@ -11,6 +11,7 @@ import aurora
 from aurora.models.smolvlm import VISUAL_TOKENS, default_chat_template, image_pixels, video_pixels
 from aurora.testing.checkpoints import build_tokenizer
 from aurora.testing.media import make_frames, write_video
+from tests.native_helpers import lora_steps, serve_a_video
 
 SIDE, LONGEST = 64, 256  # the tower's square and the images' longest side (4 squares, as SmolVLM's 4 x 512)
 
@@ -207,38 +208,16 @@ def test_the_processors_chat_template_file_is_read(smol, tmp_path):
 
 
 def test_a_smolvlm_model_is_served(smol, tmp_path):
-    from fastapi.testclient import TestClient
-
-    from aurora.serve.app import create_app
-    from aurora.serve.settings import ServeSettings
-
-    model = aurora.load(smol)
-    clip = write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8)
-    app = create_app(model, ServeSettings(model=str(smol), allowed_local_media_path=str(tmp_path)))
-    with TestClient(app) as client:
-        body = {"model": model.name, "max_tokens": 3, "messages": [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": f"file://{clip}"}}, {"type": "text", "text": "What moves?"}]}]}
-        answer = client.post("/v1/chat/completions", json=body)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["usage"]["completion_tokens"] > 0
+    answer, too_long = serve_a_video(smol, write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"]["completion_tokens"] > 0
+    assert too_long == 400
 
 
 def test_lora_fine_tuning_saves_transformers_layout(smol, tmp_path):
-    import json
-
-    from aurora.train import load_config, train
-
     clip = write_video(tmp_path / "clip.mp4", make_frames(8, 56, 56), fps=8)
-    data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps({"video": str(clip), "conversations": [
-        {"from": "human", "value": "<video>\nWhat is shown?"}, {"from": "gpt", "value": "A clip."}]}) + "\n")
-    out = train(load_config(data=str(data), output_dir=str(tmp_path / "run"), model=str(smol), train_parts=[],
-                            lora_rank=4, token_kept_ratio=1.0, num_frames=2, batch_size=1, max_steps=3, lr=5e-2,
-                            warmup_steps=0), progress=False)
-    before, after = aurora.load(smol), aurora.load(out)  # transformers' layout, LoRA merged
+    before, after, changed, out = lora_steps(smol, clip, tmp_path / "run")  # transformers' layout, LoRA merged
     assert after.preset.family == "smolvlm" and after.processing == before.processing
     assert SmolVLMForConditionalGeneration.from_pretrained(out).config.model_type == "smolvlm"
-    b, a = before.model.state_dict(), after.model.state_dict()
-    changed = sorted(k for k in b if not torch.equal(b[k], a[k]))
     assert changed and all(k.startswith("model.text_model.") and ("q_proj" in k or "v_proj" in k) for k in changed)
     assert after.caption(clip, num_frames=2, max_new_tokens=3).generated_tokens > 0

@@ -187,10 +187,6 @@ class Apollo(ChatModel):
     def decode_size(self) -> int:
         return max(tower.image_size for tower in self.vision.towers.values())
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.language_model.parameters()).device
-
     def load_frames(self, visual, num_frames=None, fps=None) -> media.Frames:
         """A video as Apollo's clips; num_frames / fps do not apply (the clip rule decides)."""
         if isinstance(visual, media.Frames):

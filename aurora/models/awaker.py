@@ -34,7 +34,8 @@ import torch
 from aurora.adapters.moe_lora import MoELoRA, MoELoRAConfig, config_from_keys, gate_vectors, install_moe_lora, prompt_span
 from aurora.errors import CheckpointError, ConfigError
 from aurora.models import qwen2_vl
-from aurora.models.qwen2_vl import VISUAL_TOKENS, Qwen2VL
+from aurora.models.native import write_configs
+from aurora.models.qwen2_vl import VISUAL_TOKENS, Qwen2VL, processor_configs
 from aurora.models.registry import Family
 from aurora.models.weights import load_tokenizer, quiet_transformers, read_config, read_weights, write_weights
 from aurora.preset import Preset
@@ -150,11 +151,7 @@ def save(model: Awaker, out, layout: str | None = None) -> None:
     config[MARKER] = adapter.config.to_dict()
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     model.tokenizer.save_pretrained(out)
-    p = model.processing
-    image = {"patch_size": p["patch"], "merge_size": p["merge"], "temporal_patch_size": p["temporal"],
-             "min_pixels": p["image"][0], "max_pixels": p["image"][1]}
-    (out / "preprocessor_config.json").write_text(json.dumps(image, indent=2) + "\n")
-    (out / "video_preprocessor_config.json").write_text(json.dumps({"min_pixels": p["video"][0], "max_pixels": p["video"][1]}, indent=2) + "\n")
+    write_configs(out, processor_configs(model))
     model.preset.save(out)
 
 

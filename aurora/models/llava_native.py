@@ -35,7 +35,6 @@ OneVision answers a prompt with several images as its processor does: one tile e
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from PIL import Image
 from aurora import media
 from aurora.errors import CheckpointError, ConfigError
 from aurora.generation import Generator
-from aurora.models.native import NativeModel, chat_template, open_checkpoint
+from aurora.models.native import NativeModel, chat_template, open_checkpoint, save_native
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
 from aurora.models.splice import pad
@@ -292,18 +291,14 @@ def family(spec: Spec) -> Family:
     def save(model: NativeLlava, out, layout: str | None = None) -> None:
         """transformers' own layout (what `from_pretrained` reads), with the processors' settings,
         the chat template and the preset."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        with quiet_transformers():
-            model.model.save_pretrained(out)
-            model.tokenizer.save_pretrained(out)
-            model.image_processor.save_pretrained(out)
         video = {**model.video_processor.to_config(), "video_processor_type": spec.model_class.replace(
             "ForConditionalGeneration", "VideoProcessor")}
-        (out / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
+        configs = {"video_preprocessor_config.json": video}
         if model.chat_template and not model.tokenizer.chat_template:
-            (out / "chat_template.json").write_text(json.dumps({"chat_template": model.chat_template}, indent=2) + "\n")
-        model.preset.save(out)
+            configs["chat_template.json"] = {"chat_template": model.chat_template}
+        out = save_native(model, out, configs)
+        with quiet_transformers():
+            model.image_processor.save_pretrained(out)
 
     return Family(name=spec.family, layouts=(spec.model_type,), detect=detect, load=load, save=save,
                   build=NativeLlava, default_preset=spec.default_preset, kind="native")

@@ -5,13 +5,14 @@ states its context length from its text config. A family (Qwen2-VL, the LLaVA-st
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from aurora.errors import CheckpointError
 from aurora.models.video_llm import ChatModel
-from aurora.models.weights import from_pretrained, load_tokenizer, read_config
+from aurora.models.weights import from_pretrained, load_tokenizer, quiet_transformers, read_config
 
 
 class NativeModel(ChatModel):
@@ -20,10 +21,6 @@ class NativeModel(ChatModel):
     # transformers' own name of the language model inside `self.model`: LoRA wraps only q/v there,
     # never a vision tower's (CLIP and SigLIP name theirs q_proj/v_proj too)
     lora_within = "model.language_model"
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     @property
     def context_length(self) -> int | None:
@@ -68,3 +65,22 @@ def chat_template(path: Path, tokenizer) -> str | None:
     if (path / "chat_template.json").is_file():
         return read_config(path, "chat_template.json").get("chat_template")
     return None
+
+
+def write_configs(out: Path, configs: dict[str, dict]) -> None:
+    """JSON settings files (file name -> content) into a checkpoint directory."""
+    for name, content in configs.items():
+        (out / name).write_text(json.dumps(content, indent=2) + "\n")
+
+
+def save_native(model: NativeModel, out, configs: dict[str, dict]) -> Path:
+    """transformers' own layout (what `from_pretrained` reads): the model and tokenizer, the processors'
+    settings (`configs`: file name -> content) and the preset; returns the directory."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        model.model.save_pretrained(out)
+        model.tokenizer.save_pretrained(out)
+    write_configs(out, configs)
+    model.preset.save(out)
+    return out

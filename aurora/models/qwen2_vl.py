@@ -39,7 +39,7 @@ from aurora.generation import Generator
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
 from aurora.models.splice import pad
-from aurora.models.native import NativeModel, open_checkpoint, require_tokens
+from aurora.models.native import NativeModel, open_checkpoint, require_tokens, save_native
 from aurora.models.video_llm import STAGES, _timed
 from aurora.models.weights import read_config
 from aurora.preset import Preset
@@ -277,24 +277,18 @@ def _processing(path: Path) -> dict:
             "video": bounds(video, 128 * 28 * 28, 28 * 28 * 768)}
 
 
+def processor_configs(model: Qwen2VL) -> dict[str, dict]:
+    """The processing sizes as transformers' processors read them back."""
+    p = model.processing
+    return {"preprocessor_config.json": {"patch_size": p["patch"], "merge_size": p["merge"],
+                                         "temporal_patch_size": p["temporal"], "min_pixels": p["image"][0],
+                                         "max_pixels": p["image"][1]},
+            "video_preprocessor_config.json": {"min_pixels": p["video"][0], "max_pixels": p["video"][1]}}
+
+
 def save(model: Qwen2VL, out, layout: str | None = None) -> None:
     """transformers' own layout (what `from_pretrained` reads), with the processing sizes and the preset."""
-    import json
-
-    from aurora.models.weights import quiet_transformers
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():
-        model.model.save_pretrained(out)
-    model.tokenizer.save_pretrained(out)
-    p = model.processing
-    image = {"patch_size": p["patch"], "merge_size": p["merge"], "temporal_patch_size": p["temporal"],
-             "min_pixels": p["image"][0], "max_pixels": p["image"][1]}
-    (out / "preprocessor_config.json").write_text(json.dumps(image, indent=2) + "\n")
-    video = {"min_pixels": p["video"][0], "max_pixels": p["video"][1]}
-    (out / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
-    model.preset.save(out)
+    save_native(model, out, processor_configs(model))
 
 
 FAMILY = Family(

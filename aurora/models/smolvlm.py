@@ -33,7 +33,6 @@ transformers' own inputs (ids, pixels) unchanged.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from datetime import timedelta
@@ -49,7 +48,7 @@ from aurora.generation import Generator
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
 from aurora.models.splice import pad
-from aurora.models.native import NativeModel, chat_template, open_checkpoint, require_tokens
+from aurora.models.native import NativeModel, chat_template, open_checkpoint, require_tokens, save_native
 from aurora.models.video_llm import STAGES, _timed
 from aurora.models.weights import read_config
 from aurora.preset import Preset
@@ -370,23 +369,14 @@ def _processing(path: Path, side: int) -> dict:
 
 def save(model: SmolVLM, out, layout: str | None = None) -> None:
     """transformers' own layout (what `from_pretrained` reads), with the processing sizes and the preset."""
-    from aurora.models.weights import quiet_transformers
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():
-        model.model.save_pretrained(out)
-    model.tokenizer.save_pretrained(out)
     p = model.processing
     image = {"image_processor_type": "SmolVLMImageProcessor", "do_image_splitting": p["split"],
              "max_image_size": {"longest_edge": p["side"]}, "size": {"longest_edge": p["longest"]},
              "resample": int(p["resample"]), "rescale_factor": p["rescale"], "image_mean": list(p["mean"]),
              "image_std": list(p["std"])}
-    (out / "preprocessor_config.json").write_text(json.dumps(image, indent=2) + "\n")
     video = {"video_processor_type": "SmolVLMVideoProcessor", "max_image_size": {"longest_edge": p["side"]},
              "size": {"longest_edge": p["video_longest"]}}
-    (out / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
-    model.preset.save(out)
+    save_native(model, out, {"preprocessor_config.json": image, "video_preprocessor_config.json": video})
 
 
 FAMILY = Family(

@@ -143,14 +143,6 @@ class VideoLLaMA(ChatModel):
     def decode_size(self) -> int:
         return self.preset.vision.image_size
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.language_model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.language_model.parameters()).dtype
-
     def set_audio(self, mode: str) -> None:
         """"auto": use a visual's sound when this model has an audio branch and the file has sound;
         "on": require both; "off": the visual branch only."""

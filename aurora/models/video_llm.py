@@ -52,6 +52,14 @@ class ChatModel(nn.Module):
     lora_within: str | None = None
 
     @property
+    def device(self) -> torch.device:
+        return next(self.language_model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.language_model.parameters()).dtype
+
+    @property
     def context_length(self) -> int | None:
         """Positions the language model takes (max_position_embeddings), None when its config states none."""
         return getattr(self.language_model.config, "max_position_embeddings", None)
@@ -205,14 +213,6 @@ class VideoLLM(ChatModel):
     @property
     def decode_size(self) -> int:
         return self.preset.vision.image_size  # the tower's input: a shortest-edge or squash resize to it
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.language_model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.language_model.parameters()).dtype
 
     # ---- the vision stage -----------------------------------------------------------------------
 
