@@ -447,20 +447,19 @@ def test_serve_and_gui_take_the_branch_files_and_the_sound_setting(cli_checkpoin
 
     parser = argparse.ArgumentParser()
     cli.add_parsers(parser.add_subparsers(dest="command"))
-    out, paths, _, _ = cli_checkpoint
-    flags = ["--model", str(out), "--vl-weights", *[str(paths[n]) for n in VL],
-             "--al-weights", *[str(paths[n]) for n in AL], "--audio", "off", "--device", "cpu"]
+    out, paths, _, _ = cli_checkpoint  # its video_llama.json lists both branches
+    vision_only = ["--model", str(out), "--vl-weights", *[str(paths[n]) for n in VL], "--device", "cpu"]
     served = {}
     monkeypatch.setattr("aurora.serve.app.create_app", lambda model, settings: served.setdefault("model", model))
     monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: None)
-    args = parser.parse_args(["serve", *flags])
+    args = parser.parse_args(["serve", *vision_only])
     assert args.run(args) == 0
     model = served["model"]
-    assert model.preset.family == "video_llama" and model.audio is not None and model.audio_mode == "off"
+    assert model.preset.family == "video_llama" and model.audio is None  # the flags, not the json, chose the branches
 
     monkeypatch.setattr("aurora.serve.gui.launch_gui", lambda model, host, port, **kw: served.setdefault("gui", kw))
-    args = parser.parse_args(["gui", *flags[2:]])  # the decoder comes from the path box
-    assert args.run(args) == 0
+    args = parser.parse_args(["gui", *vision_only[2:], "--al-weights", *[str(paths[n]) for n in AL], "--audio", "off"])
+    assert args.run(args) == 0  # the decoder comes from the path box
     gui_model = ModelCache(None, None, **served["gui"]).get(str(out))
     assert gui_model.audio is not None and gui_model.audio_mode == "off"
     with pytest.raises(ConfigError, match="--audio on: this auroracap model has no audio branch"):
