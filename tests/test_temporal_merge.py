@@ -132,6 +132,6 @@ def test_eval_synth_names_a_bad_reduction(tmp_path, capsys):
     (tmp_path / "test.jsonl").write_text("")
     args = ["eval", "synth", "--data", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "out")]
     assert main(args + ["--reduction", "pool"]) == 2
-    assert "--reduction takes tome, temporal, both, got 'pool'" in capsys.readouterr().err
+    assert "--reduction takes tome, temporal, both, reuse, got 'pool'" in capsys.readouterr().err
     assert main(args + ["--reduction", "tome,both"]) == 2  # a list only with --sweep
     assert "--reduction takes one reducer without --sweep" in capsys.readouterr().err

@@ -45,7 +45,7 @@ from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, clips_text, get_template, segment
 from aurora.vision.internvideo2 import InternVideo2, InternVideo2Config
 from aurora.vision.merge import unmerge
-from aurora.vision.reduce import METHODS, split_ratio
+from aurora.vision.reduce import MERGES, split_ratio
 from aurora.vision.temporal import merge_across_time
 from aurora.vision.tower import MergingVisionTower
 
@@ -165,7 +165,7 @@ class ApolloVision(nn.Module):
 
 
 class Apollo(ChatModel):
-    reductions = METHODS
+    reductions = MERGES
 
     def __init__(self, vision: ApolloVision, connector: nn.Module, language_model: nn.Module, tokenizer, preset: Preset,
                  clip_duration: float, model_max_length: int, frames_per_clip: int = FRAMES_PER_CLIP,

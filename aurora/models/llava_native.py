@@ -56,7 +56,7 @@ from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.merge import unmerge
 from aurora.vision.processor import FrameProcessor
-from aurora.vision.reduce import METHODS, split_ratio
+from aurora.vision.reduce import MERGES, split_ratio
 from aurora.vision.temporal import keep_distinct, merge_across_time
 from aurora.vision.tower import MergingVisionTower
 
@@ -81,7 +81,7 @@ class NativeLlava(NativeModel):
     """transformers' LLaVA-style model fed by Aurora: always `inputs_embeds`, so the full and the
     reduced path meet the language model the same way."""
 
-    reductions = METHODS
+    reductions = MERGES
 
     def __init__(self, model, tokenizer, preset: Preset, spec: Spec, image_processor, video_processor: FrameProcessor,
                  chat_template: str | None = None, name: str | None = None):

@@ -45,7 +45,7 @@ from aurora.models.weights import read_config
 from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD
-from aurora.vision.reduce import METHODS
+from aurora.vision.reduce import MERGES
 from aurora.vision.temporal import keep_distinct, merge_across_time
 
 MODEL_TYPES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
@@ -96,7 +96,7 @@ def frame_interval(frames: media.Frames) -> float:
 class Qwen2VL(NativeModel):
     """A native family's model: transformers' module answers; Aurora feeds it."""
 
-    reductions = METHODS
+    reductions = MERGES
 
     def __init__(self, model, tokenizer, preset: Preset, processing: dict, name: str = "qwen2-vl"):
         super().__init__()

@@ -30,7 +30,7 @@ from aurora.models.splice import pad, splice
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, get_template, segment, user_content
 from aurora.vision.merge import unmerge
-from aurora.vision.reduce import METHODS, check_ratio, split_ratio
+from aurora.vision.reduce import MERGES, check_ratio, split_ratio
 from aurora.vision.temporal import merge_across_time
 
 __all__ = ["ChatModel", "Reply", "ReplyStream", "VideoLLM"]
@@ -188,7 +188,7 @@ class ChatModel(nn.Module):
 
 
 class VideoLLM(ChatModel):
-    reductions = METHODS
+    reductions = MERGES
 
     def __init__(self, tower: nn.Module, connector: nn.Module, language_model: nn.Module, tokenizer, preset: Preset,
                  name: str = "aurora"):

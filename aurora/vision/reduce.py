@@ -4,13 +4,16 @@
 reducer provides it: ToMe inside the encoder (`aurora.vision.tower` over the pure functions of
 `aurora.vision.merge`; AuroraCap's rule r = int(patches * (1 - ratio) / layers) per layer), or a
 reducer after the encoder (pooling, resampler: `aurora.connectors`), or merging across time after
-the encoder (`aurora.vision.temporal.merge_across_time`). It is range-checked here, once, for every
+the encoder (`aurora.vision.temporal.merge_across_time`), or skipping before the encoder the patches
+that repeat the previous frame (`aurora.vision.reuse`). It is range-checked here, once, for every
 entry point.
 
 The reducer `method` says which: "tome" (per frame, in the encoder), "temporal" (the encoder runs
 whole, then tokens alike from frame to frame merge), or "both" (ToMe, then merging across time
-takes what remains to the ratio: `split_ratio`). Whichever it is, the ratio is the total share of
-the visual's tokens.
+takes what remains to the ratio: `split_ratio`), or "reuse" (a video's encoder computes frame 0 and
+only the ratio's share of later patches that changed most, the rest reuse their previous frame's
+states; then the ratio's share of tokens that changed most is kept: `reuse_budget`). Whichever it
+is, the ratio is the total share of the visual's tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dataclasses import dataclass
 from aurora.errors import ConfigError
 from aurora.vision.merge import SCHEDULES
 
-METHODS = ("tome", "temporal", "both")  # in-encoder merging, merging across time, or both
+MERGES = ("tome", "temporal", "both")  # in-encoder merging, merging across time, or both
+METHODS = (*MERGES, "reuse")  # ... or skipping repeated patches before the encoder
 
 
 TOME_FLOOR = 0.1  # the lowest ratio "both" asks of ToMe (AuroraCap's lowest; the default model trains at 0.1-0.4)
@@ -35,13 +39,20 @@ def split_ratio(method: str, ratio: float) -> tuple[float, float | None]:
     speeds the encoder), merging across time removes what repeats from frame to frame. (Giving ToMe
     sqrt(ratio) instead was worse on the long synthetic split: 71.6% against 76.9% at 5%, 24 clips.)
     """
-    if method not in METHODS:
-        raise ConfigError(f"reduction must be one of {METHODS}, got {method!r}")
+    if method not in MERGES:
+        raise ConfigError(f"reduction must be one of {MERGES} here, got {method!r}")
     if method == "tome" or ratio >= 1:
         return ratio, None
     if method == "temporal":
         return 1.0, ratio
     return max(ratio, TOME_FLOOR), ratio
+
+
+def reuse_budget(method: str, ratio: float) -> float | None:
+    """The share of a video's later patches its encoder computes under "reuse" (the ratio itself:
+    the encoder computes at least as many changed places as reach the language model), or None
+    when the method is another or nothing is reduced."""
+    return ratio if method == "reuse" and ratio < 1 else None
 
 
 def check_ratio(ratio: float) -> float:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aurora.vision import merge as tome
+from aurora.vision.reuse import ReusePlan, attend_per_frame, fill, plan
 
 POSITION_INTERPOLATIONS = ("auroracap", "transformers")
 
@@ -117,6 +118,64 @@ class MergingVisionTower(nn.Module):
             if source is not None:
                 source = source[:, 1:] - 1  # patches only; CLS is never merged so ids shift by one
         return TowerOutput(features=hidden, sizes=size, source=source)
+
+    def places(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(T, C, H, W) -> (T, N, C * p * p): each patch's pixels, in the tower's raster order."""
+        p = self.patch_size
+        return F.unfold(pixel_values.float(), kernel_size=p, stride=p).transpose(1, 2)
+
+    def forward_reused(self, pixel_values: torch.Tensor, budget: float) -> tuple[TowerOutput, ReusePlan]:
+        """A video's (T, C, H, W) frames -> features of `feature_layer` on the whole (T, N) patch grid,
+        the encoder having run only frame 0 and the `budget` share of later patches that changed most
+        (`aurora.vision.reuse`); the others reuse their previous frame's states. No ToMe: every patch
+        keeps its place, so a reducer after the tower picks what changed. Also returns the plan."""
+        reuse = plan(self.places(pixel_values), budget)
+        grid = reuse.with_cls() if self.has_cls else reuse
+        hidden = self._embed_computed(pixel_values, reuse, grid)  # (M, C) in (frame, token) order
+        for layer in self.layers[: self.layers_to_run]:
+            hidden = self._reused_layer(layer, hidden, grid)
+        features = fill(hidden, grid)  # (T, t, C)
+        if self.has_cls and not self.keep_cls:
+            features = features[:, 1:]
+        return TowerOutput(features=features, sizes=features.new_ones(*features.shape[:2], 1)), reuse
+
+    def _embed_computed(self, pixel_values: torch.Tensor, reuse: ReusePlan, grid: ReusePlan) -> torch.Tensor:
+        """`embed` of the computed tokens only, (M, C): a patchify stem (kernel = stride = patch) is a
+        linear map of each patch's pixels, so only those patches are embedded; another stem (a conv
+        or cnn stem, whose patches see their neighbours) embeds whole frames and the computed are taken."""
+        emb, p = self.model.embeddings, self.patch_size
+        stem = emb.patch_embedding
+        patchify = isinstance(stem, nn.Conv2d) and stem.kernel_size == (p, p) and stem.stride == (p, p) \
+            and stem.padding == (0, 0)
+        if not patchify:
+            return self.embed(pixel_values).flatten(0, 1)[grid.flat_computed()]
+        frames, t = grid.shape
+        grid_h, grid_w = pixel_values.shape[-2] // p, pixel_values.shape[-1] // p
+        positions = self._positions(grid_h, grid_w)[0]  # (t, C)
+        pixels = self.places(pixel_values).to(stem.weight.dtype).flatten(0, 1)[reuse.flat_computed()]  # (m, C * p * p)
+        patches = F.linear(pixels, stem.weight.flatten(1), stem.bias)
+        hidden = patches.new_zeros(frames, t, patches.shape[-1])
+        offset = int(self.has_cls)
+        hidden[:, offset:][reuse.computed] = patches
+        if self.has_cls:
+            hidden[:, 0] = emb.class_embedding.to(patches.dtype)
+        hidden = (hidden + positions.to(patches.dtype)).flatten(0, 1)[grid.flat_computed()]
+        return self.pre_norm(hidden) if self.pre_norm is not None else hidden
+
+    def _reused_layer(self, layer: nn.Module, hidden: torch.Tensor, grid: ReusePlan) -> torch.Tensor:
+        """One encoder layer over the computed tokens (M, C); the others' keys and values come from
+        their source frames (`aurora.vision.reuse.attend_per_frame`)."""
+        attn = layer.self_attn
+        m, c = hidden.shape
+        x = layer.layer_norm1(hidden)
+        if hasattr(attn, "qkv"):
+            q, k, v = attn.qkv(x).view(m, 3, attn.num_heads, -1).unbind(1)  # 3 x (M, nh, hs)
+        else:
+            q, k, v = (proj(x).view(m, attn.num_heads, -1) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+        out = attend_per_frame(q, k, v, grid, scale=attn.scale)
+        project = attn.out_proj if hasattr(attn, "out_proj") else attn.projection
+        hidden = hidden + project(out.reshape(m, c))
+        return hidden + layer.mlp(layer.layer_norm2(hidden))
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Patch embeddings + (interpolated) position embeddings (+ CLS, + pre-norm for CLIP)."""

@@ -1,0 +1,91 @@
+"""Skipping repeated patches before the tower (aurora.vision.reuse) and the tower's reused path."""
+
+import pytest
+import torch
+
+from aurora.vision.reuse import attend_per_frame, change_scores, fill, plan
+from aurora.vision.tower import MergingVisionTower
+
+from .test_tower import make
+
+
+def still_video(frames=4, size=56, changed=((1, 0, 0), (2, 1, 2), (3, 3, 3)), seed=0):
+    """(T, 3, S, S) frames that repeat frame 0 except one 14 x 14 patch (frame, row, col) each."""
+    torch.manual_seed(seed)
+    video = torch.randn(1, 3, size, size).repeat(frames, 1, 1, 1)
+    for frame, row, col in changed:
+        video[frame:, :, row * 14:(row + 1) * 14, col * 14:(col + 1) * 14] = torch.randn(3, 14, 14)
+    return video
+
+
+def test_plan_computes_frame_zero_and_the_most_changed_places():
+    places = torch.zeros(3, 4, 2)
+    places[1, 2] = 1.0  # frame 1 changes place 2 a lot, place 0 a little
+    places[1, 0] = 0.1
+    places[2, 2] = 1.0  # frame 2 repeats frame 1
+    reuse = plan(places, budget=0.25)  # round(0.25 * 4 * 2) = 2 later places at most
+    assert reuse.computed.tolist() == [[True] * 4, [True, False, True, False], [False] * 4]
+    assert reuse.source.tolist() == [[0, 0, 0, 0], [1, 0, 1, 0], [1, 0, 1, 0]]
+    assert reuse.counts == [4, 2, 0]
+    small = plan(places, budget=0.125)  # one place: the biggest change only
+    assert small.computed[1].tolist() == [False, False, True, False]
+    assert change_scores(places).shape == (2, 4)
+
+
+def test_fill_reads_every_place_from_its_source_frame():
+    places = torch.zeros(3, 2, 1)
+    places[1:, 1] = 1
+    reuse = plan(places, budget=1.0)  # frame 0 whole, frame 1 place 1; frame 2 repeats frame 1
+    values = torch.tensor([[10.0], [11.0], [21.0]])  # (frame 0: places 0, 1), (frame 1: place 1)
+    assert fill(values, reuse)[..., 0].tolist() == [[10, 11], [10, 21], [10, 21]]
+
+
+def test_attention_per_frame_equals_full_attention_when_everything_is_computed():
+    torch.manual_seed(0)
+    reuse = plan(torch.randn(3, 5, 4), budget=1.0)
+    assert bool(reuse.computed.all())
+    q, k, v = (torch.randn(15, 2, 8) for _ in range(3))
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        *(x.view(3, 5, 2, 8).transpose(1, 2) for x in (q, k, v))).transpose(1, 2).reshape(15, 2, 8)
+    torch.testing.assert_close(attend_per_frame(q, k, v, reuse), expected)
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_reused_tower_with_every_patch_computed_equals_the_tower(kind):
+    tower = MergingVisionTower(make(kind), feature_layer=-1)
+    video = torch.randn(3, 3, 56, 56)  # nothing repeats
+    with torch.no_grad():
+        out, reuse = tower.forward_reused(video, budget=1.0)
+        expected = tower(video, 1.0).features
+    assert reuse.share == 1.0
+    torch.testing.assert_close(out.features, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_one_layer_reuse_is_exact_where_pixels_repeat(kind):
+    """After one layer a changed patch's state equals the whole frame's computation (the reused keys
+    and values are exactly what the frame has there), and a repeated patch keeps its source frame's."""
+    tower = MergingVisionTower(make(kind, num_hidden_layers=1), feature_layer=-1)
+    video = still_video()
+    with torch.no_grad():
+        out, reuse = tower.forward_reused(video, budget=1.0)
+        full = tower(video, 1.0).features
+    assert reuse.counts == [16, 1, 1, 1]  # the one changed patch of each later frame
+    changed = reuse.computed.clone()
+    torch.testing.assert_close(out.features[changed], full[changed], atol=1e-5, rtol=0)
+    static = ~changed
+    assert not torch.allclose(out.features[static], full[static], atol=1e-3)  # the approximation: context changed
+    torch.testing.assert_close(out.features[static], out.features[reuse.source[static], static.nonzero()[:, 1]])
+
+
+def test_reused_tower_with_a_small_budget_runs_fewer_tokens_and_keeps_the_grid():
+    tower = MergingVisionTower(make("siglip"), feature_layer=-1)
+    video = torch.randn(8, 3, 56, 56)
+    with torch.no_grad():
+        out, reuse = tower.forward_reused(video, budget=0.25)
+    assert out.features.shape == (8, 16, 32)
+    assert reuse.counts[0] == 16 and sum(reuse.counts[1:]) == round(0.25 * 16 * 7)
+    uncomputed = ~reuse.computed
+    frames = reuse.source[uncomputed]
+    places = uncomputed.nonzero()[:, 1]
+    torch.testing.assert_close(out.features[uncomputed], out.features[frames, places])  # copies of their source
