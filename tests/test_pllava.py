@@ -285,3 +285,22 @@ def test_merging_across_time_runs_on_the_pooled_grid(pllava, tmp_path):
     clip = write_video(tmp_path / "clip.mp4", make_frames(12), fps=8)
     reply = model.caption(clip, max_new_tokens=3, token_kept_ratio=0.5)
     assert reply.visual_tokens == [{"patches": 256, "encoder": 256, "language_model": 16}] and reply.text
+
+
+def test_reuse_skips_repeated_patches_before_pooling(pllava, tmp_path):
+    """"reuse": the tower computes frame 0 and the changed patches, pooling reads the whole grid,
+    and the pooled tokens that changed most over its time steps reach the LM."""
+    from aurora.vision.temporal import keep_distinct
+
+    root, _ = pllava
+    model = aurora.load(root / "base", adapter=root / "weights")
+    model.preset.reducer.method = "reuse"
+    pixels = model.transform(model.load_frames(write_video(tmp_path / "clip.mp4", make_frames(12), fps=8)).array)
+    with torch.no_grad():
+        blocks, counts = model.encode_counted(pixels, 0.5)
+        out, reuse = model.tower.forward_reused(pixels, 0.5)
+        connected = model.connector(out.features)[0]
+        pooled = connected.view(POOL[0], -1, connected.shape[-1])  # (time steps, places, D)
+    assert counts == {"patches": 256, "encoder": int(reuse.computed.sum()), "language_model": 16}
+    assert counts["encoder"] < 256
+    torch.testing.assert_close(blocks[0], pooled.flatten(0, 1)[keep_distinct(pooled, 16)], atol=0, rtol=0)

@@ -89,3 +89,74 @@ def test_reused_tower_with_a_small_budget_runs_fewer_tokens_and_keeps_the_grid()
     frames = reuse.source[uncomputed]
     places = uncomputed.nonzero()[:, 1]
     torch.testing.assert_close(out.features[uncomputed], out.features[frames, places])  # copies of their source
+
+
+# ---- the composed families (AuroraCap-shaped, PLLaVA) --------------------------------------------
+
+
+def test_a_composed_model_computes_a_repeated_frame_once(xtuner_ckpt):
+    import aurora
+
+    model = aurora.load(xtuner_ckpt)
+    model.preset.reducer.method = "reuse"
+    patches = model.tower.tokens_per_frame(64, 64, 1.0)
+    torch.manual_seed(0)
+    still = torch.randn(1, 3, 64, 64).expand(4, -1, -1, -1)  # the same frame four times
+    with torch.no_grad():
+        blocks, counts = model.encode_counted(still, 0.5)
+        frame0 = model.connector(model.tower(still[:1], 1.0).features)[0]
+    assert counts == {"patches": 4 * patches, "encoder": patches, "language_model": 2 * patches}
+    assert len(blocks) == 4 and len(blocks[0]) == patches  # frame 0 first, then copies of it
+    torch.testing.assert_close(blocks[0], frame0, atol=1e-5, rtol=0)
+    later = torch.cat(blocks[1:])
+    assert len(later) == patches and (later[:, None] - frame0[None]).abs().amax(-1).amin(1).max() < 1e-5  # all copies
+
+
+def test_a_composed_model_keeps_the_tokens_that_changed_most(xtuner_ckpt, tmp_path):
+    import aurora
+    from aurora.testing.media import make_frames, write_video
+    from aurora.vision.temporal import keep_distinct
+
+    model = aurora.load(xtuner_ckpt)
+    model.preset.reducer.method = "reuse"
+    patches = model.tower.tokens_per_frame(64, 64, 1.0)
+    torch.manual_seed(0)
+    pixels = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        blocks, counts = model.encode_counted(pixels, 0.3)
+        out, reuse = model.tower.forward_reused(pixels, 0.3)
+        grid = model.connector(out.features)
+    keep = round(0.3 * 4 * patches)
+    chosen = keep_distinct(grid, keep)
+    torch.testing.assert_close(torch.cat(blocks), grid.flatten(0, 1)[chosen], atol=0, rtol=0)
+    assert [len(b) for b in blocks] == torch.bincount(chosen // patches, minlength=4).tolist()
+    assert counts["encoder"] == patches + round(0.3 * patches * 3) == int(reuse.computed.sum())
+    clip = write_video(tmp_path / "clip.mp4", make_frames(12, 64, 64), fps=8)
+    reply = model.caption(clip, num_frames=4, token_kept_ratio=0.25, max_new_tokens=3)
+    assert reply.visual_tokens[0]["language_model"] == round(0.25 * 4 * patches)
+    assert reply.visual_tokens[0]["encoder"] < 4 * patches and reply.generated_tokens > 0
+    image = model.caption(str(__import__("pathlib").Path(__file__).parent.parent / "examples" / "red_circle.png"),
+                          token_kept_ratio=0.5, max_new_tokens=2)  # an image under "reuse": ToMe
+    assert image.visual_tokens[0]["encoder"] == model.tower.tokens_per_frame(64, 64, 0.5)
+
+
+def test_reuse_flag_on_the_bundled_model(capsys):
+    from pathlib import Path
+
+    from aurora.cli import main
+
+    clip = str(Path(__file__).parent.parent / "examples" / "clip_00003.mp4")
+    assert main(["caption", clip, "--reduction", "reuse", "--token-kept-ratio", "0.25", "--profile"]) == 0
+    out = capsys.readouterr()
+    assert "the background is" in out.out.lower()
+    assert "visual tokens: patches 512 -> encoder " in out.err and f"-> language_model {round(0.25 * 512)}" in out.err
+
+
+def test_training_refuses_reuse(xtuner_ckpt):
+    import aurora
+    from aurora.errors import ConfigError
+
+    model = aurora.load(xtuner_ckpt)
+    model.preset.reducer.method = "reuse"
+    with pytest.raises(ConfigError, match="works at inference only"):
+        model.encode_visuals([torch.randn(2, 3, 64, 64)], 0.5)

@@ -30,8 +30,8 @@ from aurora.models.splice import pad, splice
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, get_template, segment, user_content
 from aurora.vision.merge import unmerge
-from aurora.vision.reduce import MERGES, check_ratio, split_ratio
-from aurora.vision.temporal import merge_across_time
+from aurora.vision.reduce import METHODS, check_ratio, reuse_budget, split_ratio
+from aurora.vision.temporal import keep_distinct, merge_across_time
 
 __all__ = ["ChatModel", "Reply", "ReplyStream", "VideoLLM"]
 STAGES = ("decode", "preprocess", "encode", "prefill", "generate")
@@ -188,7 +188,7 @@ class ChatModel(nn.Module):
 
 
 class VideoLLM(ChatModel):
-    reductions = MERGES
+    reductions = METHODS
 
     def __init__(self, tower: nn.Module, connector: nn.Module, language_model: nn.Module, tokenizer, preset: Preset,
                  name: str = "aurora"):
@@ -230,9 +230,14 @@ class VideoLLM(ChatModel):
         A connector that needs the frame grid (`needs_grid`: pooling) gets merged tokens put back on
         it (`merge.unmerge`), so in-encoder merging and pooling compose: merging speeds the tower,
         pooling sets how many tokens reach the LM. `split_ratio` shares the ratio between ToMe and
-        merging across time, which runs on the connector's output (frames x tokens)."""
+        merging across time, which runs on the connector's output (frames x tokens). A video under
+        "reuse" goes to `_encode_reused`; an image under it gets ToMe."""
         pixel_values = pixel_values.to(self.device, self.dtype)
-        tower_ratio, temporal = split_ratio(self.preset.reducer.method, token_kept_ratio)
+        method = self.preset.reducer.method
+        budget = reuse_budget(method, token_kept_ratio)
+        if budget is not None and pixel_values.shape[0] > 1:
+            return self._encode_reused(pixel_values, token_kept_ratio, budget)
+        tower_ratio, temporal = split_ratio("tome" if method == "reuse" else method, token_kept_ratio)
         grid = getattr(self.connector, "needs_grid", False) and tower_ratio < 1
         out = self.tower(pixel_values, tower_ratio, track_source=grid)
         features = unmerge(out.features, out.source) if grid else out.features  # (T, n or P, C)
@@ -248,6 +253,29 @@ class VideoLLM(ChatModel):
             blocks = self._merge_across_time(blocks, max(1, round(temporal * full)), sizes)
             counts["language_model"] = sum(block.shape[0] for block in blocks)
         return blocks, counts
+
+    def _encode_reused(self, pixel_values: torch.Tensor, ratio: float, budget: float):
+        """A video under "reuse": the tower computes frame 0 and the `budget` share of later patches
+        that changed most (`MergingVisionTower.forward_reused`; the rest reuse their previous frame's
+        states), the connector runs on the whole grid, and the round(ratio * n) tokens that changed
+        most (`keep_distinct`: frame 0 first) reach the language model, per frame (a frame may get
+        none) or, for a per-video connector (pooling), over its time steps. counts["encoder"] is the
+        patches the encoder computed."""
+        out, reuse = self.tower.forward_reused(pixel_values, budget)
+        blocks = self.connector(out.features)  # (B, m, D)
+        frames, per_block = blocks.shape[0], blocks.shape[1]
+        keep = max(1, round(ratio * frames * per_block))
+        if frames == pixel_values.shape[0]:
+            chosen = keep_distinct(blocks, keep)  # flat indices, ascending
+            per_frame = torch.bincount(chosen // per_block, minlength=frames)
+            kept = list(blocks.flatten(0, 1)[chosen].split(per_frame.tolist()))
+        else:
+            steps = getattr(self.connector, "pooling_shape", (1,))[0]
+            grid = blocks[0].view(steps, -1, blocks.shape[-1])
+            kept = [grid.flatten(0, 1)[keep_distinct(grid, keep)]]
+        counts = {"patches": reuse.computed.numel(), "encoder": int(reuse.computed.sum()),
+                  "language_model": sum(block.shape[0] for block in kept)}
+        return kept, counts
 
     def _merge_across_time(self, blocks: torch.Tensor, keep: int, sizes: torch.Tensor | None) -> list[torch.Tensor]:
         """(B, m, D) connector blocks -> `keep` tokens merged across time, as a list of blocks: per
@@ -265,7 +293,7 @@ class VideoLLM(ChatModel):
         """Several visuals' (T_i, C, H, W) frames through the tower in one batch, then the connector
         per visual -> one (B_i, n, D) tensor of blocks each (training batches)."""
         if self.preset.reducer.method != "tome":
-            raise ConfigError(f"reducer method {self.preset.reducer.method!r} merges across time at inference only; "
+            raise ConfigError(f"reducer method {self.preset.reducer.method!r} works at inference only; "
                               "train with method 'tome' (set reducer.method in aurora_preset.json)")
         frames = torch.cat(pixels).to(self.device, self.dtype)
         features = self.tower(frames, token_kept_ratio).features  # (sum T_i, n, C)
