@@ -347,7 +347,7 @@ def test_a_reused_caption_counts_what_the_encoder_computed(tiny, clip, still, na
     frames = model.load_frames(clip, num_frames=4)
     reply = model.caption(frames, max_new_tokens=3, token_kept_ratio=0.25)
     counts = reply.visual_tokens[0]
-    assert counts["language_model"] == round(0.25 * 4 * 4) + newline and reply.visual_tokens_per_frame == [counts["language_model"]]
+    assert counts["language_model"] == round(0.25 * 4 * 4) + newline == reply.visual_tokens_per_frame[0]
     assert 16 < counts["encoder"] <= 16 + round(0.25 * 3 * 16) and counts["patches"] == 64
     assert reply.generated_tokens > 0 and reply.finish_reason in ("stop", "length")
     still_video = replace(frames, array=frames.array[:1].repeat(4, axis=0))  # one frame, four times

@@ -180,7 +180,7 @@ def test_a_reused_caption_counts_what_the_encoder_computed(smol, tmp_path):
     assert image.visual_tokens == [{"patches": 17 * 64, "encoder": 17 * model.tower.tokens_per_frame(SIDE, SIDE, 0.25),
                                     "language_model": round(0.25 * 17 * 16)}]
     model.preset.reducer.method = "temporal"  # SmolVLM does not merge across time
-    with pytest.raises(ConfigError, match="reduction 'temporal' is not implemented for smolvlm models: use tome or reuse"):
+    with pytest.raises(ConfigError, match="'temporal' is not implemented for smolvlm models: use tome or reuse"):
         model.caption(frames, max_new_tokens=3, token_kept_ratio=0.25)
 
 @pytest.mark.parametrize("ratio", [0.5, 0.1])
