@@ -34,8 +34,8 @@ are on the whole (T, P) patch grid, so step 2's modules and step 3's keep_distin
 Count rule: a video reaches the LM as max(1, round(r * T * h' * w')) tokens (T frames, h' x w' the
 pooled grid) plus OneVision's one newline token; an image as max(1, round(r * n)) of the n tokens
 (newlines included) transformers would give it. So the share reaching the LM is r, up to rounding
-and the one newline. `Reply.visual_tokens` reports patches, encoder (the tokens the encoder computed: after ToMe, or
-under "reuse" the patches it ran) and language_model.
+and the one newline. `Reply.visual_tokens` reports patches, encoder (the tokens the encoder
+computed: after ToMe, or under "reuse" the patches it ran) and language_model.
 
 OneVision answers a prompt with several images as its processor does: one tile each (no anyres).
 """
