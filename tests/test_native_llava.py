@@ -5,6 +5,8 @@ below 1.0 the token counts follow the documented rule. Checkpoints: transformers
 and served; bad checkpoints are one-line errors."""
 
 import json
+import re
+from dataclasses import replace
 from functools import partial
 from types import SimpleNamespace
 
@@ -317,3 +319,50 @@ def test_a_video_merged_across_time_keeps_the_rules_count(tiny, clip, name):
     assert counts == {"patches": 64, "encoder": 64, "language_model": round(0.3 * 16) + newline}
     torch.testing.assert_close(tokens[:len(expected)], expected, atol=1e-5, rtol=0)
     assert model.caption(clip, num_frames=4, max_new_tokens=3, token_kept_ratio=0.3).generated_tokens > 0
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_reuse_at_a_full_budget_is_transformers_video_features(tiny, name):
+    """Noise frames A, B, B, C under "reuse" at a ratio whose budget computes every changed patch and
+    keeps every pooled token: the repeated frame is not computed, yet the tokens are transformers'."""
+    model = aurora.load(tiny[name])
+    model.preset.reducer.method = "reuse"
+    pixels = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    pixels[2] = pixels[1]
+    with torch.no_grad():
+        grid, computed = model.reused_tower(pixels, 1.0)
+        tokens, counts = model.encode(pixels, None, 0.999)  # budget 0.999: round(0.999 * 48) = every changed patch
+        theirs = model.model.model.get_video_features(pixels[None]).pooler_output[0]
+        direct = model.spec.video_tokens(model.model.model, grid).flatten(0, 1)
+    assert computed == 3 * 16 and counts == {"patches": 64, "encoder": 3 * 16, "language_model": theirs.shape[0]}
+    torch.testing.assert_close(direct, theirs[:direct.shape[0]], atol=1e-5, rtol=0)  # OneVision's newline after
+    torch.testing.assert_close(tokens, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_reused_caption_counts_what_the_encoder_computed(tiny, clip, still, name):
+    model = aurora.load(tiny[name])
+    model.preset.reducer.method = "reuse"  # as --reduction reuse sets it
+    newline = int(name == "llava_onevision")
+    frames = model.load_frames(clip, num_frames=4)
+    reply = model.caption(frames, max_new_tokens=3, token_kept_ratio=0.25)
+    counts = reply.visual_tokens[0]
+    assert counts["language_model"] == round(0.25 * 4 * 4) + newline == reply.visual_tokens_per_frame[0]
+    assert 16 < counts["encoder"] <= 16 + round(0.25 * 3 * 16) and counts["patches"] == 64
+    assert reply.generated_tokens > 0 and reply.finish_reason in ("stop", "length")
+    still_video = replace(frames, array=frames.array[:1].repeat(4, axis=0))  # one frame, four times
+    repeated = model.caption(still_video, max_new_tokens=3, token_kept_ratio=0.25)
+    assert repeated.visual_tokens == [{"patches": 64, "encoder": 16, "language_model": round(0.25 * 16) + newline}]
+    image_tome = model.caption(still, max_new_tokens=3, token_kept_ratio=0.25)  # an image keeps ToMe
+    model.preset.reducer.method = "tome"
+    assert model.caption(still, max_new_tokens=3, token_kept_ratio=0.25).visual_tokens == image_tome.visual_tokens
+    assert image_tome.visual_tokens[0]["encoder"] < image_tome.visual_tokens[0]["patches"]
+
+
+def test_reuse_reaches_the_model_from_the_cli(tiny, clip, capsys):
+    code, out, err = cli(capsys, "caption", clip, "--model", tiny["llava_onevision"], "--json", "--num-frames", "4",
+                         "--reduction", "reuse", "--token-kept-ratio", "0.25", "--max-new-tokens", "3", "--profile")
+    assert code == 0, err
+    assert json.loads(out)["visual_tokens_per_frame"] == round(0.25 * 16) + 1
+    encoder = int(re.search(r"patches 64 -> encoder (\d+) -> language_model 5", err).group(1))
+    assert 16 < encoder <= 16 + 12  # frame 0 and at most the budget's 12 of the later frames' 48 patches

@@ -8,6 +8,7 @@ from PIL import Image
 from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessorPil
 
 import aurora
+from aurora.errors import ConfigError
 from aurora.models.smolvlm import VISUAL_TOKENS, default_chat_template, image_pixels, video_pixels
 from aurora.testing.checkpoints import build_tokenizer
 from aurora.testing.media import make_frames, write_video
@@ -139,11 +140,48 @@ def test_the_reduced_path_at_ratio_one_is_transformers_features(smol):
     model = aurora.load(smol)
     squares = video_pixels(make_frames(3, 56, 84, seed=2), LONGEST, SIDE)
     with torch.no_grad():
-        ours, kept, per_square = model.encode_reduced(squares, 1.0, is_image=False)
+        ours, kept, encoder = model.encode_reduced(squares, 1.0, is_image=False)
         theirs = model.model.model.get_image_features(squares[None]).pooler_output[0]
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
-    assert kept.tolist() == list(range(3 * 16)) and per_square == 64
+    assert kept.tolist() == list(range(3 * 16)) and encoder == 3 * 64
 
+
+
+def test_reuse_at_a_full_budget_is_transformers_features(smol):
+    """Noise squares A, B, B, C under "reuse" at a budget that computes every changed patch: the
+    repeated square is not computed, yet the connector's outputs are transformers' own."""
+    model = aurora.load(smol)
+    model.preset.reducer.method = "reuse"
+    squares = torch.randn(4, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(0))
+    squares[2] = squares[1]
+    with torch.no_grad():
+        ours, kept, encoder = model.encode_reduced(squares, 0.999, is_image=False)  # budget: every changed patch
+        theirs = model.model.model.get_image_features(squares[None]).pooler_output[0]
+    assert encoder == 3 * 64 and kept.tolist() == list(range(round(0.999 * 4 * 16)))
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_a_reused_caption_counts_what_the_encoder_computed(smol, tmp_path):
+    from dataclasses import replace
+
+    model = aurora.load(smol)
+    model.preset.reducer.method = "reuse"  # as --reduction reuse sets it
+    frames = model.load_frames(write_video(tmp_path / "clip.mp4", make_frames(12, 56, 84), fps=8), num_frames=4)
+    reply = model.caption(frames, max_new_tokens=3, token_kept_ratio=0.25)
+    counts = reply.visual_tokens[0]
+    assert counts["language_model"] == round(0.25 * 4 * 16) and counts["patches"] == 4 * 64
+    assert 64 < counts["encoder"] <= 64 + round(0.25 * 3 * 64)  # frame 0, then at most the budget's share
+    assert reply.generated_tokens > 0 and reply.finish_reason in ("stop", "length")
+    still_video = replace(frames, array=frames.array[:1].repeat(4, axis=0))  # one frame, four times
+    repeated = model.caption(still_video, max_new_tokens=3, token_kept_ratio=0.25)
+    assert repeated.visual_tokens == [{"patches": 4 * 64, "encoder": 64, "language_model": 16}]
+    Image.fromarray(make_frames(1, 60, 60)[0]).save(tmp_path / "still.png")
+    image = model.caption(tmp_path / "still.png", max_new_tokens=3, token_kept_ratio=0.25)  # an image keeps ToMe
+    assert image.visual_tokens == [{"patches": 17 * 64, "encoder": 17 * model.tower.tokens_per_frame(SIDE, SIDE, 0.25),
+                                    "language_model": round(0.25 * 17 * 16)}]
+    model.preset.reducer.method = "temporal"  # SmolVLM does not merge across time
+    with pytest.raises(ConfigError, match="'temporal' is not implemented for smolvlm models: use tome or reuse"):
+        model.caption(frames, max_new_tokens=3, token_kept_ratio=0.25)
 
 @pytest.mark.parametrize("ratio", [0.5, 0.1])
 def test_reduction_keeps_round_r_n_tokens_in_their_places(smol, tmp_path, ratio):

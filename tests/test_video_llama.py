@@ -396,6 +396,14 @@ def test_cli_refuses_a_file_for_the_wrong_branch(capsys, cli_checkpoint):
     assert code == 2 and err.count("\n") == 1 and "--al-weights" in err
 
 
+
+def test_cli_refuses_a_reduction_it_does_not_implement(capsys, cli_checkpoint):
+    out, paths, video, _ = cli_checkpoint
+    code, _, err = run_cli(capsys, "caption", video, "--model", out, "--vl-weights", *[paths[n] for n in VL],
+                           "--reduction", "reuse", "--token-kept-ratio", "0.25")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "reduction 'reuse' is not implemented for video_llama models: use tome" in err
+
 # ---- the server -------------------------------------------------------------------------------------
 
 def test_the_server_hears_videos_and_input_audio(published, tmp_path):

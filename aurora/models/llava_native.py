@@ -25,10 +25,17 @@ Token reduction at `token_kept_ratio` r < 1 (at 1.0 the features are transformer
    frame first; an image ranks its tokens by distance from their mean), in their order. With the
    reducer method "temporal" or "both" a video's pooled tokens are merged across time instead
    (`merge_across_time`, down to the same count; ToMe in the tower as `split_ratio` says).
+With the reducer method "reuse" a video's tower skips what repeats instead of merging
+(`aurora.vision.reuse`, through `MergingVisionTower.forward_reused`): it computes frame 0 and the
+r share of later patches whose pixels changed most since the previous frame, the rest reuse their
+previous frame's states, so the tower costs about (1 + r * (T - 1)) / T of the whole; its features
+are on the whole (T, P) patch grid, so step 2's modules and step 3's keep_distinct follow as above
+(a reused token equals its source frame's and is ranked last). Images keep ToMe.
 Count rule: a video reaches the LM as max(1, round(r * T * h' * w')) tokens (T frames, h' x w' the
 pooled grid) plus OneVision's one newline token; an image as max(1, round(r * n)) of the n tokens
 (newlines included) transformers would give it. So the share reaching the LM is r, up to rounding
-and the one newline. `Reply.visual_tokens` reports patches, encoder (after ToMe) and language_model.
+and the one newline. `Reply.visual_tokens` reports patches, encoder (the tokens the encoder
+computed: after ToMe, or under "reuse" the patches it ran) and language_model.
 
 OneVision answers a prompt with several images as its processor does: one tile each (no anyres).
 """
@@ -56,7 +63,7 @@ from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.merge import unmerge
 from aurora.vision.processor import FrameProcessor
-from aurora.vision.reduce import MERGES, split_ratio
+from aurora.vision.reduce import METHODS, reuse_budget, split_ratio
 from aurora.vision.temporal import keep_distinct, merge_across_time
 from aurora.vision.tower import MergingVisionTower
 
@@ -81,7 +88,7 @@ class NativeLlava(NativeModel):
     """transformers' LLaVA-style model fed by Aurora: always `inputs_embeds`, so the full and the
     reduced path meet the language model the same way."""
 
-    reductions = MERGES
+    reductions = METHODS
 
     def __init__(self, model, tokenizer, preset: Preset, spec: Spec, image_processor, video_processor: FrameProcessor,
                  chat_template: str | None = None, name: str | None = None):
@@ -109,7 +116,9 @@ class NativeLlava(NativeModel):
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor, sizes: torch.Tensor | None, ratio: float,
                single_tile: bool = False) -> tuple[torch.Tensor, dict]:
-        """One visual's `pixels` -> its (n, D) language-model tokens and the counts after each stage."""
+        """One visual's `pixels` -> its (n, D) language-model tokens and the counts after each stage:
+        "patches" (the visual's), "encoder" (the tokens the encoder computed: what ToMe passed on, or
+        under "reuse" the patches it ran, the others reusing an earlier frame's) and "language_model"."""
         core, config = self.model.model, self.model.config
         if single_tile:
             pixels = pixels[:1]
@@ -124,9 +133,16 @@ class NativeLlava(NativeModel):
                 extra = {"batch_num_images": torch.tensor([2])} if single_tile else {}
                 tokens = core.get_image_features(pixels, sizes.to(self.device), **extra).pooler_output[0]
             return tokens, {"patches": patches, "encoder": patches, "language_model": tokens.shape[0]}
-        # a video's reducer method may merge across time ("temporal" / "both": split_ratio); an image's is ToMe
-        tower_ratio, temporal = split_ratio(self.preset.reducer.method, ratio) if sizes is None else (ratio, None)
-        grid, encoder = self.reduced_tower(pixels, tower_ratio)  # (N, P, C) on the patch grid
+        # a video's reducer method may skip what repeats ("reuse") or merge across time ("temporal" / "both":
+        # split_ratio); an image's is ToMe
+        method = self.preset.reducer.method
+        budget = reuse_budget(method, ratio) if sizes is None else None
+        if budget is not None:
+            temporal = None
+            grid, encoder = self.reused_tower(pixels, budget)  # (T, P, C) on the patch grid
+        else:
+            tower_ratio, temporal = split_ratio(method, ratio) if sizes is None else (ratio, None)
+            grid, encoder = self.reduced_tower(pixels, tower_ratio)  # (N, P, C) on the patch grid
         if sizes is None:
             pooled = self.spec.video_tokens(core, grid)  # (T, m, D)
             keep = round(ratio * pooled.shape[0] * pooled.shape[1])
@@ -144,6 +160,19 @@ class NativeLlava(NativeModel):
     def reduced_tower(self, pixels: torch.Tensor, ratio: float) -> tuple[torch.Tensor, int]:
         """(N, 3, S, S) -> the tower's selected layer with ToMe at `ratio`, back on the (N, P, C)
         patch grid, and the tokens the encoder passed on."""
+        out = self.merging_tower()(pixels, ratio, track_source=True)
+        return unmerge(out.features, out.source), out.features.shape[0] * out.features.shape[1]
+
+    def reused_tower(self, pixels: torch.Tensor, budget: float) -> tuple[torch.Tensor, int]:
+        """A video's (T, 3, S, S) frames -> the tower's selected layer on the (T, P, C) patch grid, the
+        encoder having computed frame 0 and the `budget` share of later patches that changed most
+        (`aurora.vision.reuse`), and the count of patches it computed."""
+        out, reuse = self.merging_tower().forward_reused(pixels, budget)
+        return out.features, int(reuse.computed.sum())
+
+    def merging_tower(self) -> MergingVisionTower:
+        """transformers' tower run by Aurora's loop (ToMe or reuse), after a check that the config's
+        feature selection is one layer with CLS dropped exactly when the tower has one."""
         config = self.model.config
         layer = config.vision_feature_layer
         tower = MergingVisionTower(self.model.model.vision_tower, feature_layer=layer if isinstance(layer, int) else 0,
@@ -154,8 +183,7 @@ class NativeLlava(NativeModel):
             raise ConfigError(f"token_kept_ratio < 1 needs one vision_feature_layer and the CLS token dropped exactly "
                               f"when the tower has one; this {self.spec.family} config has {layer!r} / "
                               f"{config.vision_feature_select_strategy!r}: use token_kept_ratio 1.0")
-        out = tower(pixels, ratio, track_source=True)
-        return unmerge(out.features, out.source), out.features.shape[0] * out.features.shape[1]
+        return tower
 
     # ---- the prompt -----------------------------------------------------------------------------
 

@@ -26,6 +26,12 @@ Token reduction at `token_kept_ratio` r < 1, per visual of B squares of n tokens
 2. after the connector, exactly max(1, round(r * B * n)) of the B * n tokens reach the language
    model, chosen by `aurora.vision.temporal.keep_distinct` (a video: its first frame, then what
    changed since the previous frame; an image: its squares as one step, most distinct first).
+With the reducer method "reuse" a video's tower skips what repeats instead of step 1
+(`aurora.vision.reuse`, through `MergingVisionTower.forward_reused`): it computes frame 0 and the
+r share of later patches whose pixels changed most since the previous frame, the rest reuse their
+previous frame's states (the tower costs about (1 + r * (T - 1)) / T of the whole); the whole
+patch grid then goes through the connector and step 2 as above. Images keep ToMe. The reply's
+"encoder" count is the tokens the encoder computed (after ToMe, or the patches it ran).
 The kept tokens keep their places among the prompt's text tokens (the dropped `<image>` tokens
 are removed; a plain 1-D position sequence, as the language model uses). At 1.0 the model gets
 transformers' own inputs (ids, pixels) unchanged.
@@ -54,6 +60,7 @@ from aurora.models.weights import read_config
 from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.merge import unmerge
+from aurora.vision.reduce import reuse_budget
 from aurora.vision.temporal import keep_distinct
 from aurora.vision.tower import MergingVisionTower
 
@@ -170,6 +177,7 @@ class SmolVLM(NativeModel):
     """transformers' SmolVLM answers; Aurora feeds it (and reduces its visual tokens)."""
 
     lora_within = "model.text_model"  # its SigLIP tower has q/v projections too: LoRA stays in the LM
+    reductions = ("tome", "reuse")  # no merging across time
 
     def __init__(self, model, tokenizer, preset: Preset, processing: dict, name: str = "smolvlm"):
         super().__init__()
@@ -198,16 +206,21 @@ class SmolVLM(NativeModel):
 
     def encode_reduced(self, pixels: torch.Tensor, ratio: float, is_image: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(B, 3, S, S) squares -> (B * n, D) connector outputs, the sorted indices of the kept ones,
-        and the tokens per square after ToMe in the tower."""
+        and the tokens the encoder computed (after ToMe; a video under "reuse": the patches it ran)."""
         core = self.model.model
         pixels = pixels.to(self.device, self.model.dtype)
-        out = self.tower(pixels, ratio, track_source=True)
-        hidden = core.vision_model.post_layernorm(unmerge(out.features, out.source))  # (B, P, C) on the grid
-        features = core.connector(hidden)  # (B, n, D): pixel shuffle + projection
+        budget = None if is_image else reuse_budget(self.preset.reducer.method, ratio)
+        if budget is not None:  # frame 0 and the changed patches computed, the rest reused: (B, P, C) already
+            out, reuse = self.tower.forward_reused(pixels, budget)
+            grid, encoder = out.features, int(reuse.computed.sum())
+        else:
+            out = self.tower(pixels, ratio, track_source=True)
+            grid, encoder = unmerge(out.features, out.source), out.features.shape[0] * out.features.shape[1]
+        features = core.connector(core.vision_model.post_layernorm(grid))  # (B, n, D): pixel shuffle + projection
         blocks, n, dim = features.shape
         steps = features.reshape(1, blocks * n, dim) if is_image else features  # an image's squares: one step
         kept = keep_distinct(steps, round(ratio * blocks * n))
-        return features.reshape(blocks * n, dim), kept, out.features.shape[1]
+        return features.reshape(blocks * n, dim), kept, encoder
 
     # ---- answering ------------------------------------------------------------------------------
 
@@ -250,10 +263,10 @@ class SmolVLM(NativeModel):
             counts = {"patches": blocks * side * side, "encoder": blocks * side * side, "language_model": blocks * n}
             if ratio < 1:
                 with _timed(timings, "encode"), torch.no_grad():
-                    encoded, kept, per_square = self.encode_reduced(squares, ratio, frames.is_image)
+                    encoded, kept, encoder = self.encode_reduced(squares, ratio, frames.is_image)
                 features.append(encoded)
                 keeps.append(kept)
-                counts.update(encoder=blocks * per_square, language_model=len(kept))
+                counts.update(encoder=encoder, language_model=len(kept))
             reply.visual_tokens.append(counts)
             reply.visual_tokens_per_frame.append(round(counts["language_model"] / blocks))
             return 1  # one placeholder, expanded to the visual's text below
