@@ -207,7 +207,8 @@ def test_merging_across_time_keeps_each_merged_tokens_earliest_m_rope_position(q
 # ---- the reducer method "reuse": the tower skips merge units that repeat the previous time step ----
 
 TEXT = dict(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-            num_key_value_heads=2, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e4})
+            num_key_value_heads=2,
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e4})
 
 
 def tiny_tower(version: str, depth: int = 2):

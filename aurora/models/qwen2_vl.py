@@ -22,6 +22,15 @@ gets the kept embeddings with exactly the M-RoPE positions they have in the unre
 "temporal" (or "both": the tower has no ToMe, so the same) tokens alike from one time step to the
 next are merged instead (`merge_across_time`), each merged token at the position of its earliest
 member. At 1.0 the model gets transformers' own inputs (ids, pixels) unchanged.
+
+With the reducer method "reuse" a video of more than one time step does not run the tower whole:
+`aurora.vision.qwen_reuse` computes step 0 and, of the later steps, the ratio's share of merge
+units whose pixels changed most since the previous step (`reuse_budget`); the others are copies of
+their source step's states, and the merger runs on the whole grid. Then round(r * n) tokens are
+kept by `keep_distinct` as above (a reused unit's token repeats its source's, so it ranks last),
+with their unreduced M-RoPE positions. `Reply.visual_tokens` then also says "encoder_computed": the
+merged tokens whose merge units the tower computed (step 0's and the changed ones; "encoder" stays
+the tokens it passes on, copies included). Images, single-step videos and ratio 1.0 run whole.
 """
 
 from __future__ import annotations
@@ -245,9 +254,10 @@ class Qwen2VL(NativeModel):
         """One video's (t*h*w, P) pixel rows -> its (n, D) merged tokens: the tower under reuse at
         `budget` (`aurora.vision.qwen_reuse`), or run whole for a single time step. The plan is made
         on the preprocessed pixels (as `prepare` counts it), before they take the model's dtype."""
-        visual, pixels = self.model.model.visual, rows.to(self.model.dtype)
+        core, pixels = self.model.model, rows.to(self.model.dtype)
+        visual = core.visual
         if grid[0] == 1:
-            return self.model.model.get_video_features(pixels, torch.tensor([grid], device=rows.device)).pooler_output[0]
+            return core.get_video_features(pixels, torch.tensor([grid], device=rows.device)).pooler_output[0]
         units = unit_plan(rows, tuple(grid), visual.spatial_merge_size, budget)
         return reused_features(visual, pixels, tuple(grid), units)
 
