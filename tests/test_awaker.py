@@ -205,6 +205,11 @@ def test_routing_is_fixed_for_the_whole_answer_and_reported(awaker, clip, capsys
     # token reduction: fewer tokens reach the LM, the gate still sees the whole prompt
     reduced = model.caption(clip, num_frames=4, max_new_tokens=3, token_kept_ratio=0.5)
     assert reduced.prompt_tokens < reply.prompt_tokens and reduced.routing == reply.routing
+    model.preset.reducer.method = "reuse"  # inherited from Qwen2-VL: the tower skips what repeats
+    reused = model.caption(clip, num_frames=4, max_new_tokens=3, token_kept_ratio=0.5)
+    counts = reused.visual_tokens[0]
+    assert reused.prompt_tokens == reduced.prompt_tokens and reused.generated_tokens > 0 and reused.routing
+    assert counts["encoder_computed"] < counts["encoder"] and counts["language_model"] == round(0.5 * counts["encoder"])
 
 
 def test_a_batch_routes_each_request_by_its_own_prompt(awaker, clip, tmp_path):

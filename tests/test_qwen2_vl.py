@@ -1,6 +1,8 @@
 """Qwen2-VL run natively: Aurora's preprocessing equals transformers' PIL image processor, and a
 caption equals transformers' own generate on the same tiny random model and hand-built inputs."""
 
+import json
+
 import pytest
 import torch
 from PIL import Image
@@ -200,3 +202,154 @@ def test_merging_across_time_keeps_each_merged_tokens_earliest_m_rope_position(q
     embeds[slots[expected.first]] = expected.tokens
     torch.testing.assert_close(inputs["inputs_embeds"], embeds[where], atol=1e-6, rtol=0)
     torch.testing.assert_close(inputs["position_ids"], positions[:, 0, where], atol=0, rtol=0)
+
+
+# ---- the reducer method "reuse": the tower skips merge units that repeat the previous time step ----
+
+TEXT = dict(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+            num_key_value_heads=2,
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e4})
+
+
+def tiny_tower(version: str, depth: int = 2):
+    """A tiny random vision tower of Qwen2-VL ("2") or Qwen2.5-VL ("2.5": windows of 2 x 2 merge units,
+    block 1 (if any) attending to the whole step)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    if version == "2":
+        config = Qwen2VLConfig(vision_config=dict(depth=depth, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2),
+                               text_config=TEXT)
+        core = Qwen2VLForConditionalGeneration(config).eval().model
+    else:
+        config = Qwen2_5_VLConfig(vision_config=dict(depth=depth, hidden_size=32, intermediate_size=64, num_heads=4,
+                                                     out_hidden_size=64, window_size=56, fullatt_block_indexes=[1]),
+                                  text_config=TEXT)
+        core = Qwen2_5_VLForConditionalGeneration(config).eval().model
+    sharpen(core.visual)
+    return core
+
+
+def sharpen(visual, seed=0):
+    """Attention sharper than the init's near-uniform one, so who attends to whom shows in the outputs."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for block in visual.blocks:
+            block.attn.qkv.weight.copy_(torch.randn(block.attn.qkv.weight.shape, generator=generator) * 0.3)
+    return visual
+
+
+def repeating_rows(grid, changed=((1, 3), (2, 7)), seed=0):
+    """(t * h * w, 3 * 2 * 14 * 14) patch rows whose later time steps repeat step 0 except one merge
+    unit each (step, unit), a change that stays."""
+    torch.manual_seed(seed)
+    t, h, w = grid
+    steps = torch.randn(1, h * w // 4, 4, 3 * 2 * 14 * 14).repeat(t, 1, 1, 1)  # (t, units, 4 patches, P)
+    for step, unit in changed:
+        steps[step:, unit] = torch.randn(4, steps.shape[-1])
+    return steps.flatten(0, 2)
+
+
+@pytest.mark.parametrize("version", ["2", "2.5"])
+def test_reused_tower_with_every_unit_computed_equals_get_video_features(version):
+    from aurora.vision.qwen_reuse import reused_features, unit_plan
+
+    core = tiny_tower(version, depth=3)
+    grid = (3, 10, 12)  # 5 x 6 merge units a step: Qwen2.5-VL's windows 3 x 3 of them, the last row cut short
+    rows = torch.randn(grid[0] * grid[1] * grid[2], 3 * 2 * 14 * 14)  # nothing repeats
+    units = unit_plan(rows, grid, 2, budget=1.0)
+    assert units.share == 1.0
+    with torch.no_grad():
+        expected = core.get_video_features(rows, torch.tensor([grid])).pooler_output[0]
+        ours = reused_features(core.visual, rows, grid, units)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("version", ["2", "2.5"])
+def test_one_block_reuse_is_exact_where_pixels_repeat(version):
+    """After one block (Qwen2.5-VL's windowed) a computed patch's state equals the whole grid's
+    computation, and a repeated patch keeps its source step's."""
+    from transformers.vision_utils import get_vision_window_index
+
+    from aurora.vision.qwen_reuse import reused_hidden, unit_plan
+
+    core = tiny_tower(version, depth=1)
+    visual, grid = core.visual, (3, 8, 8)
+    rows = repeating_rows(grid)
+    units = unit_plan(rows, grid, 2, budget=1.0)
+    assert units.counts == [16, 1, 1]  # the one changed unit of each later step
+    with torch.no_grad():
+        ours = reused_hidden(visual, rows, grid, units).view(3, 16, 4, -1)  # (t, units, patches, C)
+        full = visual(rows, grid_thw=torch.tensor([grid])).last_hidden_state.view(48, 4, -1)
+    if version == "2.5":  # transformers' states are in window order: back to the merger's
+        window_index, _ = get_vision_window_index(torch.tensor([grid]), 2, visual.window_size, visual.patch_size)
+        full = full[window_index.argsort()]
+    full = full.view(3, 16, 4, -1)
+    changed = units.computed
+    torch.testing.assert_close(ours[changed], full[changed], atol=1e-5, rtol=0)
+    static = ~changed
+    assert not torch.allclose(ours[static], full[static], atol=1e-4)  # the approximation: their context changed
+    torch.testing.assert_close(ours[static], ours[units.source[static], static.nonzero()[:, 1]])
+
+
+@pytest.mark.parametrize("budget", [0.25, 0.1])
+def test_the_tower_computes_step_zero_and_the_budgets_share_of_later_units(budget):
+    from aurora.vision.qwen_reuse import reused_features, unit_plan
+
+    core = tiny_tower("2")
+    grid = (5, 8, 8)  # 16 merge units a step
+    rows = torch.randn(5 * 64, 3 * 2 * 14 * 14)
+    seen = []
+    core.visual.blocks[0].attn.qkv.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    units = unit_plan(rows, grid, 2, budget)
+    with torch.no_grad():
+        features = reused_features(core.visual, rows, grid, units)
+    assert units.counts[0] == 16 and sum(units.counts[1:]) == round(budget * 16 * 4)
+    assert seen == [4 * (16 + round(budget * 16 * 4))]  # patches through the blocks: 4 per computed unit
+    assert features.shape == (5 * 16, 64)
+
+
+def test_reuse_through_caption_keeps_m_rope_positions(qwen, tmp_path, capsys):
+    from aurora.cli import main
+    from aurora.vision.qwen_reuse import reused_features, unit_plan
+
+    model = aurora.load(qwen)
+    model.preset.reducer.method = "reuse"
+    sharpen(model.model.model.visual)
+    clip = write_video(tmp_path / "clip.mp4", make_frames(32, 56, 84), fps=8)
+    frames = model.load_frames(clip, num_frames=16)
+    full_inputs, full = model.prepare(model._caption_messages(frames, None), token_kept_ratio=1.0)
+    inputs, reply = model.prepare(model._caption_messages(frames, None), token_kept_ratio=0.25)
+    (t, h, w), merged = full_inputs["video_grid_thw"][0].tolist(), full.visual_tokens_per_frame[0]
+    assert t == 8 and "encoder_computed" not in full.visual_tokens[0]  # 1.0: transformers' own path
+    pixels = full_inputs["pixel_values_videos"]
+    units = unit_plan(pixels, (t, h, w), 2, 0.25)
+    assert units.counts[0] == merged // t and sum(units.counts) < merged
+    kept = round(0.25 * merged)
+    assert reply.visual_tokens == [{"patches": t * h * w, "encoder": merged, "encoder_computed": sum(units.counts),
+                                    "language_model": kept}]
+    assert reply.prompt_tokens == full.prompt_tokens - merged + kept == len(inputs["kept"])
+    reference = Qwen2VLForConditionalGeneration.from_pretrained(qwen).eval().model
+    sharpen(reference.visual)
+    ids = full_inputs["input_ids"][None]
+    positions, _ = reference.get_rope_index(ids, full_inputs["mm_token_type_ids"][None],
+                                            video_grid_thw=full_inputs["video_grid_thw"])  # (3, 1, L) unreduced
+    with torch.no_grad():
+        features = reused_features(reference.visual, pixels, (t, h, w), units)
+        whole = reference.get_video_features(pixels, full_inputs["video_grid_thw"]).pooler_output[0]
+        embeds = reference.get_input_embeddings()(ids[0])
+    assert not torch.allclose(features, whole, atol=1e-4)  # the tower really ran under reuse
+    slots = ids[0] == reference.config.video_token_id
+    embeds[slots] = features
+    where = inputs["kept"]  # places of the kept tokens in the unreduced prompt
+    assert set((~slots).nonzero()[:, 0].tolist()) <= set(where.tolist())  # all text stays
+    assert int(slots[where].sum()) == kept > merged // t  # more than step 0 (computed whole, as the whole tower)
+    torch.testing.assert_close(inputs["inputs_embeds"], embeds[where], atol=1e-6, rtol=0)
+    torch.testing.assert_close(inputs["position_ids"], positions[:, 0, where], atol=0, rtol=0)
+    caption = model.caption(clip, num_frames=16, token_kept_ratio=0.25, max_new_tokens=4)
+    assert isinstance(caption.text, str) and caption.generated_tokens > 0
+    assert caption.visual_tokens == reply.visual_tokens
+    code = main(["caption", str(clip), "--model", str(qwen), "--json", "--num-frames", "16", "--max-new-tokens", "3",
+                 "--reduction", "reuse", "--token-kept-ratio", "0.25"])
+    record = json.loads(capsys.readouterr().out)
+    assert code == 0 and record["visual_tokens"] == reply.visual_tokens[0]

@@ -11,7 +11,9 @@ The gate input for a video: Aurora scatters the video's features into it, as for
 published inference code scatters only image features (a video's span holds the raw
 `<|video_pad|>` embeddings there), but its training forward scattered both, so the gates were
 trained on video features; Aurora follows training. Under token reduction the gate vector is taken
-from the unreduced prompt, so reduction never changes which experts answer.
+from the unreduced prompt, so reduction never changes which experts answer; with the reducer
+method "reuse" (inherited from Qwen2-VL) that prompt holds the features of the tower run under
+reuse (the tower never runs whole), so the experts can differ from the unreduced answer's.
 
 Layouts read:
 - "published": a Qwen2-VL directory (config.json, tokenizer, processor configs) holding Awaker's

@@ -22,6 +22,15 @@ gets the kept embeddings with exactly the M-RoPE positions they have in the unre
 "temporal" (or "both": the tower has no ToMe, so the same) tokens alike from one time step to the
 next are merged instead (`merge_across_time`), each merged token at the position of its earliest
 member. At 1.0 the model gets transformers' own inputs (ids, pixels) unchanged.
+
+With the reducer method "reuse" a video of more than one time step does not run the tower whole:
+`aurora.vision.qwen_reuse` computes step 0 and, of the later steps, the ratio's share of merge
+units whose pixels changed most since the previous step (`reuse_budget`); the others are copies of
+their source step's states, and the merger runs on the whole grid. Then round(r * n) tokens are
+kept by `keep_distinct` as above (a reused unit's token repeats its source's, so it ranks last),
+with their unreduced M-RoPE positions. `Reply.visual_tokens` then also says "encoder_computed": the
+merged tokens whose merge units the tower computed (step 0's and the changed ones; "encoder" stays
+the tokens it passes on, copies included). Images, single-step videos and ratio 1.0 run whole.
 """
 
 from __future__ import annotations
@@ -45,7 +54,8 @@ from aurora.models.weights import read_config
 from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.preprocess import CLIP_MEAN, CLIP_STD
-from aurora.vision.reduce import MERGES
+from aurora.vision.qwen_reuse import reused_features, unit_plan
+from aurora.vision.reduce import METHODS, reuse_budget
 from aurora.vision.temporal import keep_distinct, merge_across_time
 
 MODEL_TYPES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
@@ -96,7 +106,7 @@ def frame_interval(frames: media.Frames) -> float:
 class Qwen2VL(NativeModel):
     """A native family's model: transformers' module answers; Aurora feeds it."""
 
-    reductions = MERGES
+    reductions = METHODS
 
     def __init__(self, model, tokenizer, preset: Preset, processing: dict, name: str = "qwen2-vl"):
         super().__init__()
@@ -154,6 +164,7 @@ class Qwen2VL(NativeModel):
 
     def prepare(self, messages, num_frames=None, fps=None, token_kept_ratio=None, template=None):
         ratio = self.check_options(num_frames, token_kept_ratio)
+        budget = reuse_budget(self.preset.reducer.method, ratio)
         chat = get_template(template) if template else self.template
         timings = dict.fromkeys(STAGES, 0.0)
         reply, inputs, visual_texts = Reply(text="", model=self.name, timings=timings), {}, []
@@ -168,7 +179,11 @@ class Qwen2VL(NativeModel):
             kept = merged if ratio == 1 else max(1, round(ratio * merged))
             reply.visual_tokens_per_frame.append(kept)
             t, h, w = next(v for k, v in visual.items() if k.endswith("grid_thw"))[0].tolist()
-            reply.visual_tokens.append({"patches": t * h * w, "encoder": merged, "language_model": kept})
+            counts = {"patches": t * h * w, "encoder": merged}
+            if budget is not None and "pixel_values_videos" in visual and t > 1:  # merged tokens the tower computed
+                units = unit_plan(visual["pixel_values_videos"], (t, h, w), self.processing["merge"], budget)
+                counts["encoder_computed"] = sum(units.counts)
+            reply.visual_tokens.append({**counts, "language_model": kept})
             return 1  # one placeholder, replaced by the visual's vision tokens below
 
         turns = self.render_turns(messages, num_frames, fps, reply, chat, read_visual)
@@ -208,19 +223,24 @@ class Qwen2VL(NativeModel):
         ids, types = inputs["input_ids"].to(self.device), inputs["mm_token_type_ids"].to(self.device)
         embeds = self.model.get_input_embeddings()(ids)  # (L, D)
         keep = types == 0
+        budget = reuse_budget(self.preset.reducer.method, ratio)
         for kind, token in (("image", config.image_token_id), ("video", config.video_token_id)):
             if f"{kind}_grid_thw" not in inputs:
                 continue
-            pixels = inputs["pixel_values" if kind == "image" else "pixel_values_videos"].to(self.device, self.model.dtype)
-            grids = inputs[f"{kind}_grid_thw"].to(self.device)
-            features = getattr(core, f"get_{kind}_features")(pixels, grids).pooler_output  # per visual (n_i, D)
+            rows = inputs["pixel_values" if kind == "image" else "pixel_values_videos"].to(self.device)
+            pixels, grids = rows.to(self.model.dtype), inputs[f"{kind}_grid_thw"].to(self.device)
+            if kind == "video" and budget is not None:  # the tower skips what repeats, per video
+                features = [self._video_features(video, grid, budget)
+                            for video, grid in zip(rows.split(grids.prod(-1).tolist()), grids.tolist())]
+            else:
+                features = getattr(core, f"get_{kind}_features")(pixels, grids).pooler_output  # per visual (n_i, D)
             slots = (ids == token).nonzero()[:, 0]  # where each visual's tokens sit, in order
             start = 0
             for visual, (t, h, w) in zip(features, grids.tolist()):
                 here = slots[start:start + visual.shape[0]]
                 embeds[here] = visual.to(embeds.dtype)
                 steps = visual.view(t, -1, visual.shape[-1])  # (t, h*w/merge^2, D)
-                if self.preset.reducer.method == "tome":  # no in-encoder merging here: keep what changes
+                if self.preset.reducer.method in ("tome", "reuse"):  # no in-encoder merging here: keep what changes
                     chosen = keep_distinct(steps, round(ratio * visual.shape[0]))
                 else:  # merged across time; each merged token keeps its earliest member's M-RoPE position
                     merged = merge_across_time(steps, max(1, round(ratio * visual.shape[0])))
@@ -229,6 +249,17 @@ class Qwen2VL(NativeModel):
                 keep[here[chosen]] = True
                 start += visual.shape[0]
         return embeds, keep
+
+    def _video_features(self, rows: torch.Tensor, grid: list[int], budget: float) -> torch.Tensor:
+        """One video's (t*h*w, P) pixel rows -> its (n, D) merged tokens: the tower under reuse at
+        `budget` (`aurora.vision.qwen_reuse`), or run whole for a single time step. The plan is made
+        on the preprocessed pixels (as `prepare` counts it), before they take the model's dtype."""
+        core, pixels = self.model.model, rows.to(self.model.dtype)
+        visual = core.visual
+        if grid[0] == 1:
+            return core.get_video_features(pixels, torch.tensor([grid], device=rows.device)).pooler_output[0]
+        units = unit_plan(rows, tuple(grid), visual.spatial_merge_size, budget)
+        return reused_features(visual, pixels, tuple(grid), units)
 
     def collate(self, rows: list[dict]) -> dict:
         if "inputs_embeds" in rows[0]:  # reduced: embeddings with their own M-RoPE positions

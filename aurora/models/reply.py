@@ -18,7 +18,8 @@ class Reply:
     frame_indices: list[list[int]] = field(default_factory=list)  # per visual
     frame_timestamps: list[list[float]] = field(default_factory=list)
     visual_tokens_per_frame: list[int] = field(default_factory=list)  # per visual: tokens per block
-    # per visual: tokens after each stage, {"patches", "encoder" (after ToMe), "language_model"}
+    # per visual: tokens after each stage, {"patches", "encoder" (after ToMe), "language_model"}; under
+    # "reuse" (Qwen2-VL) also "encoder_computed": the encoder's tokens it computed, not copied
     visual_tokens: list[dict[str, int]] = field(default_factory=list)
     clips: list[list[list[float]]] = field(default_factory=list)  # per visual read as clips: [start, end] s each
     prompt_tokens: int = 0
