@@ -2,6 +2,7 @@
 
     python benchmarks/native_families.py [--frames 8,32] [--ratios 0.5,0.25,0.1] [--new-tokens 16]
                                          [--families qwen2_vl,smolvlm,...] [--layers N | --quick]
+                                         [--reductions tome,reuse]
 
 Per family, a checkpoint with random weights (speed does not depend on them) at realistic widths is
 built from transformers' config classes, saved to a temporary folder and loaded with `aurora.load`,
@@ -22,7 +23,13 @@ suppressed so every run generates `--new-tokens` tokens; warmed up on one frame;
 `--repeats` runs is kept). The baseline,
 "transformers", is the family's transformers model's own `generate` on the inputs Aurora prepares
 at ratio 1.0 (ids + pixels: what transformers' processor makes); Aurora runs `model.caption` at
-ratio 1.0 (equal work: it should match the baseline within noise) and at each ratio. Reported:
+ratio 1.0 (equal work: it should match the baseline within noise) and at each ratio with each
+reducer method of `--reductions` that the family implements ("tome": merging in the tower, then the
+family's pooling and a selection; "reuse": the tower computes frame 0 and only the ratio's share of
+later patches that changed most, see aurora/vision/reuse.py). The frames are a slow pan over noise:
+every patch changes from frame to frame, so "reuse" is held to its budget and gains nothing from
+exact repeats (speed does not depend on content there; quality would, and random weights cannot
+show it). Reported:
 visual tokens reaching the LM, time to first token (the model's: vision encoding, any reduction
 and the prefill; preprocessing is shown apart and is the same for both), total time, and each
 ratio's speed-up against the baseline. Targets (issue #15): >= 3x faster TTFT at 0.25 and >= 6x at
@@ -147,12 +154,14 @@ def run_case(case: dict) -> dict:
     eos = model.generator.stop_token_ids()
     model.generator.suppressed_token_ids = model.generator.suppressed_token_ids + eos  # exactly --new-tokens tokens
     messages = model._caption_messages(frames_of(case["frames"]), "Describe the video in detail.")
+    if case.get("reduction"):
+        model.preset.reducer.method = case["reduction"]
     if case.get("schedule") and hasattr(model, "tower"):  # a ToMe tower's merge schedule (constant: AuroraCap's)
         model.tower.merge_schedule = case["schedule"]
     model.caption(frames_of(1), max_new_tokens=1)  # warm-up
     runs = [_measure(model, messages, case) for _ in range(case["repeats"])]
     best = min(runs, key=lambda run: run["ttft_s"])  # the least disturbed run (shared machines are noisy)
-    merging = case["impl"] == "aurora" and case["ratio"] < 1 and hasattr(model, "tower")
+    merging = case["impl"] == "aurora" and case["ratio"] < 1 and hasattr(model, "tower") and case.get("reduction") != "reuse"
     return {**best, "schedule": model.tower.merge_schedule if merging else ""}
 
 
@@ -225,6 +234,15 @@ def smolvlm_ttft_flops(frames: int, ratio: float, schedule: str, text_tokens: in
     return frames * tower + tokens * per_token + lm["num_hidden_layers"] * 2 * tokens * tokens * h
 
 
+def reductions_of(path: Path) -> tuple[str, ...]:
+    """The reducer methods the family registered for this checkpoint implements."""
+    from aurora.models import registry
+
+    family = registry.detect(path)[0]
+    cls = type(family.load(path, family.layouts[0]))
+    return cls.reductions
+
+
 def available(family: str, path: Path) -> str | None:
     """The registered family that reads this checkpoint, or None."""
     from aurora.errors import CheckpointError
@@ -246,6 +264,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="--layers 1: a run finishes in minutes on a CPU")
     p.add_argument("--schedules", default="constant",
                    help="ToMe merge schedules to run below 1.0 (constant,decreasing) for families with a ToMe tower")
+    p.add_argument("--reductions", default="tome,reuse",
+                   help="reducer methods to run below 1.0, where the family implements them (tome,temporal,both,reuse)")
     p.add_argument("--repeats", type=int, default=2, help="measured runs per case; the fastest is kept")
     args = p.parse_args()
     layers = args.layers or (1 if args.quick else None)
@@ -258,14 +278,18 @@ def main():
                 skipped.append(family)
                 print(f"{family}: not available (no registered family reads model_type {family!r}); skipped", flush=True)
                 continue
+            implemented = reductions_of(path)
             for frames in (int(x) for x in args.frames.split(",")):
                 base = dict(device=args.device, frames=frames, new_tokens=args.new_tokens, path=str(path),
                             repeats=args.repeats)
                 cases = [dict(base, impl="transformers", ratio=1.0)]
                 ratios = [float(x) for x in args.ratios.split(",")]
                 cases += [dict(base, impl="aurora", ratio=1.0)]
-                cases += [dict(base, impl="aurora", ratio=r, schedule=s) for s in args.schedules.split(",") for r in ratios]
+                methods = [m for m in args.reductions.split(",") if m in implemented]
+                cases += [dict(base, impl="aurora", ratio=r, reduction=m, schedule=s if m != "reuse" else "")
+                          for m in methods for s in (args.schedules.split(",") if m != "reuse" else [""]) for r in ratios]
                 group = [{"family": name, "frames": frames, "impl": r["case"]["impl"], "ratio": r["case"]["ratio"],
+                          "reduction": r["case"].get("reduction", ""),
                           **{k: v for k, v in r.items() if k != "case"}} for r in run_cases(__file__, cases, timeout=3600)]
                 baseline = group[0]
                 for row in group:
@@ -275,7 +299,7 @@ def main():
                     row["target"] = f">= {want:g}x: {'met' if row['TTFT x vs transformers'] >= want else 'not met'}" if want else ""
                 rows += group
     print(f"\ndepth: {depth}; {args.new_tokens} new tokens; device {args.device}; best of {args.repeats} runs")
-    print(table(rows, ["family", "frames", "impl", "ratio", "schedule", "lm_visual_tokens", "prompt_tokens", "preprocess_s", "ttft_s",
+    print(table(rows, ["family", "frames", "impl", "ratio", "reduction", "schedule", "lm_visual_tokens", "prompt_tokens", "preprocess_s", "ttft_s",
                        "TTFT x vs transformers", "total_s", "total x vs transformers", "target"]))
     if skipped:
         print("not available:", ", ".join(skipped))

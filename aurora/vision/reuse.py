@@ -77,7 +77,7 @@ class ReusePlan:
 def change_scores(places: torch.Tensor) -> torch.Tensor:
     """(T, N, P) pixel values of N places per frame -> (T - 1, N) mean absolute change of every
     place of frames 1..T-1 since the same place one frame earlier."""
-    return (places[1:].float() - places[:-1].float()).abs().mean(dim=-1)
+    return (places[1:] - places[:-1]).abs().float().mean(dim=-1)
 
 
 def plan(places: torch.Tensor, budget: float) -> ReusePlan:
@@ -101,7 +101,7 @@ def fill(values: torch.Tensor, reuse: ReusePlan) -> torch.Tensor:
     """(M, ...) values of the computed places, in (frame, place) order -> (T, N, ...) for every
     place, a place that was not computed taking its source frame's value."""
     t, n = reuse.shape
-    grid = values.new_zeros(t * n, *values.shape[1:])
+    grid = values.new_empty(t * n, *values.shape[1:])  # every place read below was computed
     grid[reuse.flat_computed()] = values
     places = torch.arange(n, device=values.device)
     return grid[(reuse.source * n + places).flatten()].view(t, n, *values.shape[1:])

@@ -129,9 +129,10 @@ class MergingVisionTower(nn.Module):
         the encoder having run only frame 0 and the `budget` share of later patches that changed most
         (`aurora.vision.reuse`); the others reuse their previous frame's states. No ToMe: every patch
         keeps its place, so a reducer after the tower picks what changed. Also returns the plan."""
-        reuse = plan(self.places(pixel_values), budget)
+        places = self.places(pixel_values)  # (T, N, C * p * p)
+        reuse = plan(places, budget)
         grid = reuse.with_cls() if self.has_cls else reuse
-        hidden = self._embed_computed(pixel_values, reuse, grid)  # (M, C) in (frame, token) order
+        hidden = self._embed_computed(pixel_values, places, reuse, grid)  # (M, C) in (frame, token) order
         for layer in self.layers[: self.layers_to_run]:
             hidden = self._reused_layer(layer, hidden, grid)
         features = fill(hidden, grid)  # (T, t, C)
@@ -139,27 +140,30 @@ class MergingVisionTower(nn.Module):
             features = features[:, 1:]
         return TowerOutput(features=features, sizes=features.new_ones(*features.shape[:2], 1)), reuse
 
-    def _embed_computed(self, pixel_values: torch.Tensor, reuse: ReusePlan, grid: ReusePlan) -> torch.Tensor:
+    def _embed_computed(self, pixel_values: torch.Tensor, places: torch.Tensor, reuse: ReusePlan,
+                        grid: ReusePlan) -> torch.Tensor:
         """`embed` of the computed tokens only, (M, C): a patchify stem (kernel = stride = patch) is a
         linear map of each patch's pixels, so only those patches are embedded; another stem (a conv
         or cnn stem, whose patches see their neighbours) embeds whole frames and the computed are taken."""
         emb, p = self.model.embeddings, self.patch_size
         stem = emb.patch_embedding
         patchify = isinstance(stem, nn.Conv2d) and stem.kernel_size == (p, p) and stem.stride == (p, p) \
-            and stem.padding == (0, 0)
+            and stem.padding in ((0, 0), "valid")
         if not patchify:
             return self.embed(pixel_values).flatten(0, 1)[grid.flat_computed()]
-        frames, t = grid.shape
         grid_h, grid_w = pixel_values.shape[-2] // p, pixel_values.shape[-1] // p
-        positions = self._positions(grid_h, grid_w)[0]  # (t, C)
-        pixels = self.places(pixel_values).to(stem.weight.dtype).flatten(0, 1)[reuse.flat_computed()]  # (m, C * p * p)
-        patches = F.linear(pixels, stem.weight.flatten(1), stem.bias)
-        hidden = patches.new_zeros(frames, t, patches.shape[-1])
+        positions = self._positions(grid_h, grid_w)[0]  # (t, C): CLS first when the tower has one
+        pixels = places[reuse.computed].to(stem.weight.dtype)  # (m, C * p * p) in (frame, place) order
         offset = int(self.has_cls)
-        hidden[:, offset:][reuse.computed] = patches
-        if self.has_cls:
-            hidden[:, 0] = emb.class_embedding.to(patches.dtype)
-        hidden = (hidden + positions.to(patches.dtype)).flatten(0, 1)[grid.flat_computed()]
+        patches = F.linear(pixels, stem.weight.flatten(1), stem.bias)
+        patches = patches + positions[offset + reuse.computed.nonzero()[:, 1]].to(patches.dtype)
+        if not self.has_cls:
+            hidden = patches
+        else:  # each frame's CLS first, then its computed patches
+            is_cls = (grid.flat_computed() % grid.shape[1]) == 0
+            hidden = patches.new_empty(len(is_cls), patches.shape[-1])
+            hidden[~is_cls] = patches
+            hidden[is_cls] = (emb.class_embedding + positions[0]).to(patches.dtype)
         return self.pre_norm(hidden) if self.pre_norm is not None else hidden
 
     def _reused_layer(self, layer: nn.Module, hidden: torch.Tensor, grid: ReusePlan) -> torch.Tensor:
