@@ -160,3 +160,21 @@ def test_training_refuses_reuse(xtuner_ckpt):
     model.preset.reducer.method = "reuse"
     with pytest.raises(ConfigError, match="works at inference only"):
         model.encode_visuals([torch.randn(2, 3, 64, 64)], 0.5)
+
+
+def test_places_of_several_patches_are_computed_whole():
+    """group=2: a place is a 2 x 2 square of patches (what a pixel shuffle makes one token of); a
+    square with one changed patch is computed whole, exactly as the whole frame would give."""
+    tower = MergingVisionTower(make("siglip", num_hidden_layers=1), feature_layer=-1)
+    video = still_video(changed=((1, 0, 0), (2, 3, 2)))  # patch (0, 0) in square 0, (3, 2) in square 3
+    with torch.no_grad():
+        out, squares = tower.forward_reused(video, budget=1.0, group=2)
+        full = tower(video, 1.0).features
+    assert squares.computed.tolist() == [[True] * 4, [True, False, False, False], [False, False, False, True],
+                                         [False] * 4]
+    square_of = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3])
+    computed = squares.computed[:, square_of]  # per patch
+    torch.testing.assert_close(out.features[computed], full[computed], atol=1e-5, rtol=0)
+    static = ~computed
+    torch.testing.assert_close(out.features[static], out.features[squares.source[:, square_of][static],
+                                                                  static.nonzero()[:, 1]])

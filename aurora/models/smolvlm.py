@@ -61,6 +61,7 @@ from aurora.preset import Preset
 from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, get_template
 from aurora.vision.merge import unmerge
 from aurora.vision.reduce import reuse_budget
+from aurora.vision.reuse import fill
 from aurora.vision.temporal import keep_distinct
 from aurora.vision.tower import MergingVisionTower
 
@@ -210,13 +211,17 @@ class SmolVLM(NativeModel):
         core = self.model.model
         pixels = pixels.to(self.device, self.model.dtype)
         budget = None if is_image else reuse_budget(self.preset.reducer.method, ratio)
-        if budget is not None:  # frame 0 and the changed patches computed, the rest reused: (B, P, C) already
-            out, reuse = self.tower.forward_reused(pixels, budget)
-            grid, encoder = out.features, int(reuse.computed.sum())
+        if budget is not None:  # frame 0 and the changed squares computed, the rest reused: (B, P, C) already
+            scale = self.model.config.scale_factor
+            out, squares = self.tower.forward_reused(pixels, budget, group=scale)  # a square: one shuffled token
+            encoder = int(squares.computed.sum()) * scale**2
+            shuffled = core.connector.pixel_shuffle(core.vision_model.post_layernorm(out.features), scale)  # (B, n, s²C)
+            # the projection per token, on the computed squares only; a reused square's token is its source's
+            features = fill(core.connector.modality_projection(shuffled[squares.computed]), squares)
         else:
             out = self.tower(pixels, ratio, track_source=True)
             grid, encoder = unmerge(out.features, out.source), out.features.shape[0] * out.features.shape[1]
-        features = core.connector(core.vision_model.post_layernorm(grid))  # (B, n, D): pixel shuffle + projection
+            features = core.connector(core.vision_model.post_layernorm(grid))  # (B, n, D): pixel shuffle + projection
         blocks, n, dim = features.shape
         steps = features.reshape(1, blocks * n, dim) if is_image else features  # an image's squares: one step
         kept = keep_distinct(steps, round(ratio * blocks * n))

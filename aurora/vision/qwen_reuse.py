@@ -16,7 +16,8 @@ tower's own modules (transformers' weights and names unchanged):
   time step; Qwen2.5-VL's windowed blocks within the windows of the step, its
   `fullatt_block_indexes` blocks within the step. transformers reorders the patches by window;
   here they stay in the merger's order and a window mask says who sees whom (the same attention);
-- `fill` to the whole (t, h * w) grid, then the merger (per merge unit) on all of it.
+- the merger (per merge unit) on the computed units, then `fill` to the whole (t, h * w / merge^2)
+  grid of merged tokens.
 
 So a reused unit's merged token is an exact copy of its source step's, and a reducer after the
 merger that keeps what changes (`keep_distinct`) ranks it last.
@@ -61,6 +62,13 @@ def reused_hidden(visual: nn.Module, pixels: torch.Tensor, grid: tuple[int, int,
     """The tower's blocks on the computed patches of one video -> (t * h * w, C) block outputs in
     the merger's order, an uncomputed patch holding its source step's. `units`: the plan over merge
     units (`unit_plan`)."""
+    return fill(computed_hidden(visual, pixels, grid, units), units.expand(visual.spatial_merge_size**2)).flatten(0, 1)
+
+
+def computed_hidden(visual: nn.Module, pixels: torch.Tensor, grid: tuple[int, int, int],
+                    units: ReusePlan) -> torch.Tensor:
+    """The tower's blocks on the computed patches of one video -> their (M, C) outputs, in the
+    merger's order (whole merge units, so the merger can run on them alone)."""
     t, h, w = grid
     merge = visual.spatial_merge_size
     reuse = units.expand(merge**2)  # (t, h * w) over patches
@@ -76,14 +84,16 @@ def reused_hidden(visual: nn.Module, pixels: torch.Tensor, grid: tuple[int, int,
     for index, block in enumerate(visual.blocks):
         mask = None if windows is None or index in visual.fullatt_block_indexes else windows
         hidden = _reused_block(block, hidden, cos, sin, reuse, mask)
-    return fill(hidden, reuse).flatten(0, 1)
+    return hidden
 
 
 def reused_features(visual: nn.Module, pixels: torch.Tensor, grid: tuple[int, int, int],
                     units: ReusePlan) -> torch.Tensor:
     """One video's (t * h * w, P) pixel rows -> its (t * h * w / merge^2, D) merged tokens (what
-    `get_video_features` gives for it), the tower run under the plan `units` (`unit_plan`)."""
-    return visual.merger(reused_hidden(visual, pixels, grid, units))
+    `get_video_features` gives for it), the tower run under the plan `units` (`unit_plan`). The
+    merger works per merge unit, so it runs on the computed units only and a reused unit takes its
+    source step's merged token (`fill`): the same tokens as merging the whole grid, for less."""
+    return fill(visual.merger(computed_hidden(visual, pixels, grid, units)), units).flatten(0, 1)
 
 
 def _reused_block(block: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, reuse: ReusePlan,

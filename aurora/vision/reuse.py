@@ -66,6 +66,10 @@ class ReusePlan:
         return ReusePlan(self.computed.repeat_interleave(per_place, dim=1),
                          self.source.repeat_interleave(per_place, dim=1))
 
+    def gather(self, index: torch.Tensor) -> "ReusePlan":
+        """The plan for a grid whose place j is place index[j] of this one (a patch of its group)."""
+        return ReusePlan(self.computed[:, index], self.source[:, index])
+
     def with_cls(self) -> "ReusePlan":
         """The plan with a token 0 (CLS) that every frame computes."""
         t = self.computed.shape[0]

@@ -124,21 +124,37 @@ class MergingVisionTower(nn.Module):
         p = self.patch_size
         return F.unfold(pixel_values.float(), kernel_size=p, stride=p).transpose(1, 2)
 
-    def forward_reused(self, pixel_values: torch.Tensor, budget: float) -> tuple[TowerOutput, ReusePlan]:
+    def forward_reused(self, pixel_values: torch.Tensor, budget: float, group: int = 1) -> tuple[TowerOutput, ReusePlan]:
         """A video's (T, C, H, W) frames -> features of `feature_layer` on the whole (T, N) patch grid,
-        the encoder having run only frame 0 and the `budget` share of later patches that changed most
-        (`aurora.vision.reuse`); the others reuse their previous frame's states. No ToMe: every patch
-        keeps its place, so a reducer after the tower picks what changed. Also returns the plan."""
+        the encoder having run only frame 0 and the `budget` share of later places that changed most
+        (`aurora.vision.reuse`); the others reuse their previous frame's states. A place is one patch,
+        or a `group` x `group` square of them (what a pixel shuffle makes one token of, so a connector
+        can run on the computed squares alone). No ToMe: every patch keeps its place, so a reducer
+        after the tower picks what changed. Also returns the plan over places (raster order)."""
         places = self.places(pixel_values)  # (T, N, C * p * p)
-        reuse = plan(places, budget)
-        grid = reuse.with_cls() if self.has_cls else reuse
-        hidden = self._embed_computed(pixel_values, places, reuse, grid)  # (M, C) in (frame, token) order
+        patches = self._group_plan(places, budget, group, pixel_values.shape[-1] // self.patch_size)
+        grid = patches[1].with_cls() if self.has_cls else patches[1]
+        hidden = self._embed_computed(pixel_values, places, patches[1], grid)  # (M, C) in (frame, token) order
         for layer in self.layers[: self.layers_to_run]:
             hidden = self._reused_layer(layer, hidden, grid)
         features = fill(hidden, grid)  # (T, t, C)
         if self.has_cls and not self.keep_cls:
             features = features[:, 1:]
-        return TowerOutput(features=features, sizes=features.new_ones(*features.shape[:2], 1)), reuse
+        return TowerOutput(features=features, sizes=features.new_ones(*features.shape[:2], 1)), patches[0]
+
+    @staticmethod
+    def _group_plan(places: torch.Tensor, budget: float, group: int, width: int) -> tuple[ReusePlan, ReusePlan]:
+        """(the plan over places of `group` x `group` patches, the same plan per patch)."""
+        if group == 1:
+            reuse = plan(places, budget)
+            return reuse, reuse
+        t, n, size = places.shape
+        height = n // width
+        squares = places.view(t, height // group, group, width // group, group, size).transpose(2, 3)
+        reuse = plan(squares.reshape(t, n // group**2, group * group * size), budget)  # squares in raster order
+        rows, cols = torch.arange(height, device=places.device), torch.arange(width, device=places.device)
+        square_of = ((rows[:, None] // group) * (width // group) + cols[None, :] // group).flatten()  # (N,)
+        return reuse, reuse.gather(square_of)
 
     def _embed_computed(self, pixel_values: torch.Tensor, places: torch.Tensor, reuse: ReusePlan,
                         grid: ReusePlan) -> torch.Tensor:
