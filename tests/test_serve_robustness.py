@@ -188,17 +188,23 @@ def test_clients_leaving_during_prefill_do_not_hold_slots(http):
 @pytest.mark.timeout(120)
 def test_requests_past_the_timeout_are_stopped_with_a_504(model, xtuner_ckpt):
     settings = ServeSettings(model=str(xtuner_ckpt), request_timeout=0.3)
-    with running_app(create_app(model, settings)) as url:
-        with httpx.Client(base_url=url, trust_env=False, timeout=60) as http:
-            body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1800, "temperature": 1.0,
-                    "seed": 1}
-            error = error_of(post(http, body), status=504)
-            assert error["code"] == "request_timeout" and "--request-timeout" in error["message"]
-            with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
-                events = [line for line in response.iter_lines() if line.startswith("data: ")]
-            assert events[-1] == "data: [DONE]" and "request_timeout" in events[-2]
-            ok = post(http, {**body, "max_tokens": 2})
-            assert ok.status_code == 200, ok.text
+    # Each forward of the LM takes >= 20 ms, so an answer outlives the timeout whatever a fast machine
+    # samples (an early end of text would otherwise finish it in time).
+    slow = model.language_model.register_forward_pre_hook(lambda module, args: time.sleep(0.02))
+    try:
+        with running_app(create_app(model, settings)) as url:
+            with httpx.Client(base_url=url, trust_env=False, timeout=60) as http:
+                body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1800, "temperature": 1.0,
+                        "seed": 1}
+                error = error_of(post(http, body), status=504)
+                assert error["code"] == "request_timeout" and "--request-timeout" in error["message"]
+                with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+                    events = [line for line in response.iter_lines() if line.startswith("data: ")]
+                assert events[-1] == "data: [DONE]" and "request_timeout" in events[-2]
+                ok = post(http, {**body, "max_tokens": 2})
+                assert ok.status_code == 200, ok.text
+    finally:
+        slow.remove()
 
 
 def test_a_seed_beyond_64_bits_is_a_one_line_config_error_for_every_interface():

@@ -97,12 +97,13 @@ def test_the_sweep_writes_the_curve_and_resumes(xtuner_ckpt, tmp_path):
     kwargs = dict(shares=(0.5,), max_new_tokens=2, num_frames=4, ttft_frames=4, ttft_clips=1, ttft_repeats=1,
                   progress=False)
     curve = sweep(model, tmp_path / "data" / "test.jsonl", tmp_path / "out", **kwargs)
-    assert set(curve["reductions"]) == {"tome", "temporal", "both"} and model.preset.reducer.method == "tome"
+    assert set(curve["reductions"]) == {"tome", "temporal", "both", "reuse"} and model.preset.reducer.method == "tome"
     for reduction, points in curve["reductions"].items():
         assert set(points) == {"1", "0.5"} and points["1"]["token_share"] == 1.0
         assert points["1"]["overall"] == curve["full"]["overall"]  # 100% is run once, under the first reducer
         assert points["0.5"]["speedup"] > 0 and "event_time" in points["0.5"]["aspects"]
     assert curve["reductions"]["temporal"]["0.5"]["token_share"] == 0.5  # merged across time: exactly the share
+    assert curve["reductions"]["reuse"]["0.5"]["token_share"] == 0.5  # the changed half reaches the LM
     assert curve["reductions"]["tome"]["0.5"]["token_share"] > 0.5  # ToMe's per-layer rule keeps a little more
     assert "| temporal | 50% | 50.0%" in (tmp_path / "out" / "curve.md").read_text()
     assert (tmp_path / "out" / "curve.png").stat().st_size > 0
