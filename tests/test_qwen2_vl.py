@@ -179,6 +179,17 @@ def test_lora_fine_tuning_through_aurora_train(qwen, tmp_path):
     assert after.caption(clip, num_frames=2, max_new_tokens=3).generated_tokens > 0
 
 
+def test_training_with_merging_across_time_is_refused_in_one_line(qwen, tmp_path):
+    from aurora.errors import ConfigError
+    from aurora.train import load_config, train
+
+    config = load_config(data=str(tmp_path / "none.jsonl"), output_dir=str(tmp_path / "run"), model=str(qwen),
+                         train_parts=[], lora_rank=4, temporal_share=0.5)
+    (tmp_path / "none.jsonl").write_text(json.dumps({"video": "x.mp4", "conversations": []}) + "\n")
+    with pytest.raises(ConfigError, match="trains with ToMe only; set temporal_share: 0"):
+        train(config, progress=False)
+
+
 def test_merging_across_time_keeps_each_merged_tokens_earliest_m_rope_position(qwen, tmp_path):
     from aurora.vision.temporal import merge_across_time
 

@@ -117,13 +117,21 @@ def test_reduction_flag_on_the_bundled_model(capsys):
     assert "--reduction: invalid choice: 'pool'" in capsys.readouterr().err
 
 
-def test_training_refuses_a_preset_that_merges_across_time(xtuner_ckpt):
+def test_training_merges_across_time_as_inference_does_and_learns_through_it(xtuner_ckpt):
     import aurora
 
     model = aurora.load(xtuner_ckpt)
     model.preset.reducer.method = "both"
-    with pytest.raises(ConfigError, match="works at inference only"):
-        model.encode_visuals([torch.randn(2, 3, 64, 64)], 0.5)
+    torch.manual_seed(0)
+    video, image = torch.randn(4, 3, 64, 64), torch.randn(1, 3, 64, 64)
+    visuals = model.encode_visuals([video, image], 0.25)
+    with torch.no_grad():
+        for trained, inferred in zip(visuals, (model.encode(video, 0.25), model.encode(image, 0.25))):
+            assert [b.shape for b in trained] == [b.shape for b in inferred]
+            assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(trained, inferred))
+    assert sum(len(b) for b in visuals[0]) == round(0.25 * 4 * model.tower.tokens_per_frame(64, 64, 1.0))
+    sum(b.sum() for b in visuals[0]).backward()  # the merged tokens carry gradients to the connector
+    assert model.connector.parameters().__next__().grad.abs().sum() > 0
 
 
 def test_eval_synth_names_a_bad_reduction(tmp_path, capsys):

@@ -199,6 +199,26 @@ def test_step_ratio_draws_in_range_with_a_share_of_unmerged_steps(tmp_path, data
         config(dataset, tmp_path, unmerged_share=1.5)
 
 
+def test_a_share_of_steps_merges_across_time_and_trains(tmp_path, dataset):
+    from aurora.train.loop import step_reduction
+
+    cfg = config(dataset, tmp_path, temporal_share=0.25, temporal_ratio=0.05, temporal_ratio_max=0.2)
+    steps = [step_reduction(cfg, step) for step in range(2000)]
+    across = np.array([ratio for method, ratio in steps if method == "both"])
+    assert 0.21 < len(across) / len(steps) < 0.29 and {m for m, _ in steps} == {"both", "tome"}
+    assert across.min() >= 0.05 and across.max() <= 0.2 and across.std() > 0.02
+    assert {r for m, r in steps if m == "tome"} == {0.5}  # the other steps as configured without it
+    with pytest.raises(Exception, match="temporal_ratio_max"):
+        config(dataset, tmp_path, temporal_ratio=0.3, temporal_ratio_max=0.2)
+    final = train(config(dataset, tmp_path / "run", temporal_share=1.0, temporal_ratio=0.1, lr=2e-2,
+                         max_steps=24, save_every=12), progress=False)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["loss"] < 0.5 * metrics[0]["loss"]  # it learns from merged-across-time tokens
+    import aurora
+
+    assert aurora.load(final).preset.reducer.method == "tome"  # the preset's method is put back
+
+
 def test_tokenizer_can_learn_from_other_data_than_the_stage(tmp_path, dataset):
     from aurora.train.loop import initial_model
     from aurora.train.data import read_records

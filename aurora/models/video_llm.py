@@ -30,7 +30,7 @@ from aurora.models.splice import pad, splice
 from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, get_template, segment, user_content
 from aurora.vision.merge import unmerge
-from aurora.vision.reduce import METHODS, check_ratio, reuse_budget, split_ratio
+from aurora.vision.reduce import MERGES, METHODS, check_ratio, reuse_budget, split_ratio
 from aurora.vision.temporal import keep_distinct, merge_across_time
 
 __all__ = ["ChatModel", "Reply", "ReplyStream", "VideoLLM"]
@@ -47,6 +47,7 @@ class ChatModel(nn.Module):
     decode_size: int | None = None
     part_kinds: tuple[str, ...] = ("text", "image", "video")  # message parts it takes ("audio": an audio branch)
     reductions: tuple[str, ...] = ("tome",)  # reducer methods it implements (aurora.vision.reduce.METHODS)
+    training_reductions: tuple[str, ...] = ("tome",)  # those it can train with (aurora.train: temporal_share)
     # LoRA (`aurora train --lora-rank`) wraps only the modules under this name of `language_model`
     # (None: all of it): for a native model whose `language_model` is the whole transformers model
     lora_within: str | None = None
@@ -189,6 +190,7 @@ class ChatModel(nn.Module):
 
 class VideoLLM(ChatModel):
     reductions = METHODS
+    training_reductions = MERGES
 
     def __init__(self, tower: nn.Module, connector: nn.Module, language_model: nn.Module, tokenizer, preset: Preset,
                  name: str = "aurora"):
@@ -291,10 +293,14 @@ class VideoLLM(ChatModel):
 
     def encode_visuals(self, pixels: list[torch.Tensor], token_kept_ratio: float) -> list[torch.Tensor]:
         """Several visuals' (T_i, C, H, W) frames through the tower in one batch, then the connector
-        per visual -> one (B_i, n, D) tensor of blocks each (training batches)."""
-        if self.preset.reducer.method != "tome":
-            raise ConfigError(f"reducer method {self.preset.reducer.method!r} works at inference only; "
-                              "train with method 'tome' (set reducer.method in aurora_preset.json)")
+        per visual -> one (B_i, n, D) tensor of blocks each (training batches). With merging across
+        time ("temporal", "both") each visual is encoded as at inference: a list of blocks."""
+        method = self.preset.reducer.method
+        if method not in self.training_reductions:
+            raise ConfigError(f"reducer method {method!r} works at inference only; train with one of "
+                              f"{self.training_reductions} (set reducer.method in aurora_preset.json)")
+        if method != "tome":  # merging across time is per visual
+            return [self.encode(p, token_kept_ratio) for p in pixels]
         frames = torch.cat(pixels).to(self.device, self.dtype)
         features = self.tower(frames, token_kept_ratio).features  # (sum T_i, n, C)
         return [self.connector(part) for part in features.split([p.shape[0] for p in pixels])]

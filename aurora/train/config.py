@@ -47,6 +47,12 @@ class TrainConfig:
     token_kept_ratio: float = 0.1  # merging during training (AuroraCap trains at 0.1)
     token_kept_ratio_max: float | None = None  # if set: each step draws a ratio in [token_kept_ratio, this]
     unmerged_share: float = 0.0  # share of steps run at ratio 1.0 (no merging), so unmerged inference works too
+    # merging across time: this share of steps reduces with the reducer method "both" (ToMe in the
+    # tower, then merging across time) at a ratio drawn from [temporal_ratio, temporal_ratio_max], so
+    # the language model learns to read tokens merged across frames (composed families only)
+    temporal_share: float = 0.0
+    temporal_ratio: float = 0.05
+    temporal_ratio_max: float | None = None
     num_frames: int | None = None  # None: the model's preset (8 for AuroraCap)
     batch_size: int = 8  # per process, per micro-batch
     grad_accum: int = 1
@@ -93,6 +99,12 @@ class TrainConfig:
             (self.token_kept_ratio_max is None or self.token_kept_ratio <= self.token_kept_ratio_max <= 1,
              "token_kept_ratio_max must be in [token_kept_ratio, 1]"),
             (0 <= self.unmerged_share <= 1, f"unmerged_share must be in [0, 1], got {self.unmerged_share}"),
+            (0 <= self.temporal_share <= 1, f"temporal_share must be in [0, 1], got {self.temporal_share}"),
+            (0 < self.temporal_ratio <= 1, f"temporal_ratio must be in (0, 1], got {self.temporal_ratio}"),
+            (self.temporal_ratio_max is None or self.temporal_ratio <= self.temporal_ratio_max <= 1,
+             "temporal_ratio_max must be in [temporal_ratio, 1]"),
+            (self.temporal_share == 0 or self.objective != "attributes",
+             "temporal_share applies to the caption objective only"),
             (self.num_frames is None or self.num_frames >= 1, "num_frames must be >= 1"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
             (self.lr > 0, "lr must be > 0"),

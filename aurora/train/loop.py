@@ -13,7 +13,7 @@ import copy
 import json
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +121,28 @@ def step_ratio(config: TrainConfig, step: int) -> float:
     return config.token_kept_ratio + u * (config.token_kept_ratio_max - config.token_kept_ratio)
 
 
+def step_reduction(config: TrainConfig, step: int) -> tuple[str, float]:
+    """The step's reducer method and ratio: "both" at a ratio drawn from [temporal_ratio,
+    temporal_ratio_max] for a `temporal_share` of steps, else "tome" at `step_ratio`; seeded by the
+    step like it."""
+    across_time, u = np.random.default_rng([config.seed, step, 11]).random(2)
+    if across_time < config.temporal_share:
+        high = config.temporal_ratio_max or config.temporal_ratio
+        return "both", config.temporal_ratio + u * (high - config.temporal_ratio)
+    return "tome", step_ratio(config, step)
+
+
+@contextmanager
+def reducing_with(model, method: str):
+    """The model's reducer method set to `method` for a step, then put back."""
+    reducer = model.preset.reducer
+    before, reducer.method = reducer.method, method
+    try:
+        yield
+    finally:
+        reducer.method = before
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train as configured; returns the directory of the finished model."""
     from accelerate import Accelerator
@@ -139,6 +161,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     set_seed(config.seed)
     records = read_records(config.data)
     model = initial_model(config, records) if latest is None else _model_from_checkpoint(latest)
+    if config.temporal_share and "both" not in getattr(model, "training_reductions", ("tome",)):
+        raise ConfigError(f"temporal_share: a {model.preset.family} model trains with ToMe only; "
+                          "set temporal_share: 0")
     params = set_trainable(model, config.train_parts, config.lora_rank, config.lora_alpha, config.lora_targets,
                            config.freeze_gates, config.balance_loss)
     heads = None
@@ -195,11 +220,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         step_units = int(accelerator.reduce(torch.tensor(sum(objective.units(b) for b in micro_batches),
                                                          device=accelerator.device), "sum"))
         scale = loss_scale(step_units, world)
-        ratio = step_ratio(config, state.step)
+        method, ratio = step_reduction(config, state.step)
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             with accelerator.no_sync(wrapper) if not last else nullcontext():
-                with accelerator.autocast():
+                with accelerator.autocast(), reducing_with(model, method):
                     if batch:
                         loss_sum, metrics = wrapper(batch, ratio)
                         for name, value in metrics.items():
