@@ -219,6 +219,27 @@ def test_a_share_of_steps_merges_across_time_and_trains(tmp_path, dataset):
     assert aurora.load(final).preset.reducer.method == "tome"  # the preset's method is put back
 
 
+def test_data_can_be_several_files_each_with_its_own_media_folder(tmp_path, dataset):
+    from aurora.train.data import VideoTextDataset, read_records
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "0.mp4").write_bytes((dataset.parent / "0.mp4").read_bytes())
+    first = json.loads(dataset.read_text().splitlines()[0])
+    (other / "more.json").write_text(json.dumps([first]))
+    records = read_records([str(dataset), str(other / "more.json")])
+    assert len(records) == len(read_records(dataset)) + 1 and records[-1]["_root"] == str(other)
+    cfg = config(dataset, tmp_path / "run", data=[str(dataset), str(other / "more.json")], max_steps=2,
+                 save_every=2)
+    import aurora
+
+    model = aurora.load(train(cfg, progress=False))
+    data = VideoTextDataset(records, model.tokenizer, model.template, 4, 512)
+    assert data.get(len(records) - 1) is not None  # its video is found in its own folder
+    with pytest.raises(Exception, match="not found"):
+        read_records([str(dataset), str(tmp_path / "missing.jsonl")])
+
+
 def test_tokenizer_can_learn_from_other_data_than_the_stage(tmp_path, dataset):
     from aurora.train.loop import initial_model
     from aurora.train.data import read_records

@@ -23,7 +23,7 @@ OBJECTIVES = ("caption", "attributes")
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # LLaVA-format JSON / JSONL
+    data: str | list[str] = ""  # LLaVA-format JSON / JSONL, or a list of such files (records read in turn)
     output_dir: str = "runs/train"
     model: str | None = None  # checkpoint to start from; None builds one from `scratch`
     scratch: ScratchConfig = field(default_factory=ScratchConfig)

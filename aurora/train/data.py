@@ -36,8 +36,11 @@ class Sample:
     timestamps: list[float] | None = None  # the frames' times in seconds (None: unknown)
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """A JSON list or a JSONL file of records; each gets `_root` (its folder) for relative paths."""
+def read_records(path: str | Path | list) -> list[dict]:
+    """A JSON list or a JSONL file of records (or several such files, one after the other); each
+    record gets `_root` (its file's folder) for relative paths."""
+    if isinstance(path, (list, tuple)):
+        return [record for one in path for record in read_records(one)]
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"training data {path} not found")

@@ -121,6 +121,10 @@ def step_ratio(config: TrainConfig, step: int) -> float:
     return config.token_kept_ratio + u * (config.token_kept_ratio_max - config.token_kept_ratio)
 
 
+def _listed(data: str | list[str]) -> list[str]:
+    return [data] if isinstance(data, str) else list(data)
+
+
 def step_reduction(config: TrainConfig, step: int) -> tuple[str, float]:
     """The step's reducer method and ratio: "both" at a ratio drawn from [temporal_ratio,
     temporal_ratio_max] for a `temporal_share` of steps, else "tome" at `step_ratio`; seeded by the
@@ -216,7 +220,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             micro_batches.append([s for s in samples if s is not None])
         if len(dataset.bad) == len(dataset):
             reasons = ", ".join(f"{n} {reason}" for reason, n in dataset.skipped.reasons.most_common(3))
-            raise ConfigError(f"every record of {config.data} is unusable ({reasons}): nothing to train on")
+            raise ConfigError(f"every record of {', '.join(_listed(config.data))} is unusable ({reasons}): nothing to train on")
         step_units = int(accelerator.reduce(torch.tensor(sum(objective.units(b) for b in micro_batches),
                                                          device=accelerator.device), "sum"))
         scale = loss_scale(step_units, world)
