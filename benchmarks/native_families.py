@@ -219,15 +219,24 @@ def _llava_pixel_inputs(model, messages) -> tuple[dict, object, float]:
 def smolvlm_ttft_flops(frames: int, ratio: float, schedule: str, text_tokens: int = 715) -> float:
     """Model FLOPs to the first token of the full-depth SmolVLM shapes above (computed, noise-free):
     the so400m tower with ToMe at `ratio` (attention on the tokens a layer starts with, the MLP on
-    what its merge leaves), then the LM prefill over the kept visual tokens and the prompt's text."""
+    what its merge leaves), or with schedule "reuse" frame 0 whole and round(ratio * 1024) computed
+    patches in each later frame (each attending to the whole frame's 1024 keys); then the LM prefill
+    over the kept visual tokens and the prompt's text."""
     from aurora.vision.merge import merge_count, merge_schedule, tokens_after_merging
 
     h, m, layers, patches = SO400M["hidden_size"], SO400M["intermediate_size"], SO400M["num_hidden_layers"], 1024
-    tower, n = 2 * patches * 3 * 16 * 16 * h, patches
-    for r in merge_schedule(merge_count(patches, ratio, layers), layers, schedule):
-        after = tokens_after_merging(n, [r], 0)
-        tower += 2 * n * 4 * h * h + 2 * 2 * n * n * h + 2 * 2 * after * h * m
-        n = after
+
+    def computed(n: int) -> float:  # n patches through the whole tower against the frame's keys
+        return 2 * n * 3 * 16 * 16 * h + layers * (2 * n * 4 * h * h + 2 * 2 * n * patches * h + 2 * 2 * n * h * m)
+
+    if schedule == "reuse":
+        tower = (computed(patches) + (frames - 1) * computed(round(ratio * patches))) / frames
+    else:
+        tower, n = 2 * patches * 3 * 16 * 16 * h, patches
+        for r in merge_schedule(merge_count(patches, ratio, layers), layers, schedule):
+            after = tokens_after_merging(n, [r], 0)
+            tower += 2 * n * 4 * h * h + 2 * 2 * n * n * h + 2 * 2 * after * h * m
+            n = after
     lm, tokens = QWEN2_05B, round(ratio * frames * 64) + text_tokens
     h, kv = lm["hidden_size"], lm["hidden_size"] * lm["num_key_value_heads"] // lm["num_attention_heads"]
     per_token = lm["num_hidden_layers"] * (2 * h * (2 * h + 2 * kv) + 2 * 3 * h * lm["intermediate_size"])
@@ -310,7 +319,7 @@ def main():
                          if r["family"] == "smolvlm" and r["frames"] == frames), 715)  # the prompt's other tokens
             base = smolvlm_ttft_flops(frames, 1.0, "constant", text)
             print(f"  {frames} frames: " + ", ".join(f"{r:g} {s}: {base / smolvlm_ttft_flops(frames, r, s, text):.2f}x"
-                                                   for s in ("constant", "decreasing")
+                                                   for s in ("constant", "decreasing", "reuse")
                                                    for r in (float(x) for x in args.ratios.split(","))))
     print("saved", save("native_families", [{"depth": depth, **row} for row in rows], args.out))
 
