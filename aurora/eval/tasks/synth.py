@@ -20,8 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=8)
     p.add_argument("--limit", type=positive_int, help="only the first N clips")
     p.add_argument("--reduction", dest="reductions", default=None,
-                   help="token reducer: tome, temporal or both (a comma-separated list with --sweep; "
-                        "default: the preset's, all three with --sweep)")
+                   help="token reducer: tome, temporal, both or reuse (a comma-separated list with --sweep; "
+                        "default: the preset's, all four with --sweep)")
     p.add_argument("--sweep", action="store_true",
                    help="the speed/quality curve: every reducer at 100/50/25/10/5/2%% of the tokens (or the "
                         "--token-kept-ratio list), accuracy and time to first token -> curve.json, curve.md, curve.png")
