@@ -30,6 +30,12 @@ def add_load_flags(p, required: bool = False, branch_files: bool = True) -> None
                    help="a video's sound: auto (when the model has an audio branch and the file has sound), on, off")
 
 
+def add_reduction_flag(p) -> None:
+    p.add_argument("--reduction", choices=METHODS,
+                   help="how tokens are reduced: tome (per frame, in the encoder), temporal (across frames), "
+                        "both, reuse (a video's encoder skips what repeats) (default: the model's preset)")
+
+
 def add_generation_flags(p, max_new_tokens_help: str = "default: the model's preset") -> None:
     """Frames, token kept ratio and decoding knobs; None means the model's preset."""
     p.add_argument("--num-frames", "--num_frm", dest="num_frames", type=positive_int,
@@ -37,9 +43,7 @@ def add_generation_flags(p, max_new_tokens_help: str = "default: the model's pre
     p.add_argument("--fps", type=positive_float, help="sample at this many frames per second instead (capped by --num-frames)")
     p.add_argument("--token-kept-ratio", "--token_kept_ratio", dest="token_kept_ratio", type=ratio,
                    help="share of visual tokens that reach the language model, in (0, 1] (default: preset)")
-    p.add_argument("--reduction", choices=METHODS,
-                   help="how tokens are reduced: tome (per frame, in the encoder), temporal (across frames), "
-                        "both (default: the model's preset)")
+    add_reduction_flag(p)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=1.0)
     p.add_argument("--num-beams", "--num_beams", dest="num_beams", type=positive_int, default=1)
@@ -57,10 +61,19 @@ def load_kwargs(args: argparse.Namespace) -> dict:
     return options
 
 
-def open_model(model, *, vl_weights=None, al_weights=None, audio: str = "auto", **load_options):
+def use_reduction(model, method: str | None) -> None:
+    """Set the model's reducer method (`--reduction`; None: keep the preset's); one line if the
+    model does not implement it."""
+    if method is not None:
+        model.set_reduction(method)
+
+
+def open_model(model, *, vl_weights=None, al_weights=None, audio: str = "auto", reduction: str | None = None,
+               **load_options):
     """`aurora.load(model, **load_options)`, or Video-LLaMA from its published branch files around a
-    decoder directory; then the sound setting (`audio`: auto | on | off). What every command that
-    loads a model by flags calls (caption, chat, eval, serve, gui)."""
+    decoder directory; then the sound setting (`audio`: auto | on | off) and the reducer method
+    (`reduction`, None: the preset's). What every command that loads a model by flags calls
+    (caption, chat, eval, serve, gui)."""
     from aurora.errors import ConfigError
     from aurora.models import load
 
@@ -78,14 +91,13 @@ def open_model(model, *, vl_weights=None, al_weights=None, audio: str = "auto", 
         loaded.set_audio(audio)
     elif audio == "on":
         raise ConfigError(f"--audio on: this {loaded.preset.family} model has no audio branch")
+    use_reduction(loaded, reduction)
     return loaded
 
 
 def load_model(args: argparse.Namespace):
-    model = open_model(args.model, **load_kwargs(args))
-    if getattr(args, "reduction", None):  # --reduction overrides the preset's reducer method
-        model.preset.reducer.method = args.reduction
-    return model
+    """The model of caption / chat / caption-batch; --reduction overrides the preset's reducer method."""
+    return open_model(args.model, reduction=getattr(args, "reduction", None), **load_kwargs(args))
 
 
 def generation_kwargs(args: argparse.Namespace) -> dict:

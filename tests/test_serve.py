@@ -18,7 +18,7 @@ openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
 import aurora  # noqa: E402
-from aurora.errors import MediaError  # noqa: E402
+from aurora.errors import ConfigError, MediaError  # noqa: E402
 from aurora.media import sources  # noqa: E402
 from aurora.media.sources import MediaFetcher, SourcePolicy, is_public_address  # noqa: E402
 from aurora.serve import ServeSettings, create_app  # noqa: E402
@@ -451,9 +451,37 @@ def test_cli_flags_build_the_settings(monkeypatch, tmp_path):
     assert args.run(args) == 0
     settings = seen["settings"]
     assert (settings.port, settings.max_concurrency, settings.max_queue, settings.api_key) == (9001, 3, 0, "k")
-    assert settings.allow_private_media_urls and settings.host == "127.0.0.1"
+    assert settings.allow_private_media_urls and settings.host == "127.0.0.1" and settings.reduction is None
     args = parser.parse_args(["gui"])
     assert args.host == "127.0.0.1" and args.model is None
+
+
+def test_serve_and_gui_reduce_as_reduction_says(monkeypatch, capsys):
+    """`--reduction` sets the reducer method for every request of the server and the browser app;
+    a method the model does not implement is a one-line error before anything is served."""
+    import argparse
+
+    from aurora.cli import main
+    from aurora.serve import cli
+    from aurora.serve.gui import ModelCache
+
+    parser = argparse.ArgumentParser()
+    cli.add_parsers(parser.add_subparsers(dest="command"))
+    served = {}
+    monkeypatch.setattr("aurora.serve.app.create_app", lambda model, settings: served.setdefault("model", model))
+    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: None)
+    args = parser.parse_args(["serve", "--device", "cpu", "--reduction", "reuse"])
+    assert args.run(args) == 0 and served["model"].preset.reducer.method == "reuse"
+    monkeypatch.setattr("aurora.serve.gui.launch_gui", lambda model, host, port, **kw: served.setdefault("gui", kw))
+    args = parser.parse_args(["gui", "--device", "cpu", "--reduction", "both"])
+    assert args.run(args) == 0
+    assert ModelCache(None, None, **served["gui"]).get(str(aurora.models.DEFAULT_MODEL)).preset.reducer.method == "both"
+    with pytest.raises(ConfigError, match="reduction must be one of"):
+        ServeSettings(model="m", reduction="pool")
+    monkeypatch.setattr("aurora.models.video_llm.VideoLLM.reductions", ("tome",))
+    assert main(["serve", "--device", "cpu", "--reduction", "reuse"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reduction 'reuse' is not implemented for auroracap models: use tome" in err
 
 
 def test_visual_tokens_are_what_reached_the_language_model():

@@ -75,13 +75,21 @@ class ChatModel(nn.Module):
         """An audio part as `Frames` with no pictures (models with an audio branch override this)."""
         raise ConfigError("this model has no audio branch: it takes text, image and video parts")
 
+    def set_reduction(self, method: str) -> None:
+        """Reduce with `method` from now on (`--reduction`), if this model implements it."""
+        self._check_reduction(method)
+        self.preset.reducer.method = method
+
+    def _check_reduction(self, method: str) -> None:
+        if method not in self.reductions:
+            raise ConfigError(f"reduction {method!r} is not implemented for {self.preset.family} "
+                              f"models: use {' or '.join(self.reductions)}")
+
     def check_options(self, num_frames=None, token_kept_ratio=None) -> float:
         """The ratio to use (the preset's by default), checked once for every entry point."""
         if num_frames is not None and num_frames < 1:
             raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
-        if self.preset.reducer.method not in self.reductions:
-            raise ConfigError(f"reduction {self.preset.reducer.method!r} is not implemented for {self.preset.family} "
-                              f"models: use {' or '.join(self.reductions)}")
+        self._check_reduction(self.preset.reducer.method)
         return check_ratio(self.preset.reducer.token_kept_ratio if token_kept_ratio is None else token_kept_ratio)
 
     def render_turns(self, messages: list[dict], num_frames, fps, reply: Reply, chat, on_visual) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ from aurora.argtypes import count as _count
 from aurora.argtypes import positive_float as _positive_float
 from aurora.argtypes import positive_int as _positive_int
 from aurora.errors import ConfigError
-from aurora.model_flags import add_load_flags, load_kwargs
+from aurora.model_flags import add_load_flags, add_reduction_flag, load_kwargs
 from aurora.models import DEFAULT_MODEL
 
 _MB = 1024**2
@@ -20,6 +20,7 @@ _MB = 1024**2
 
 def _add_model_flags(p: argparse.ArgumentParser, required: bool) -> None:
     add_load_flags(p, required=required)
+    add_reduction_flag(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
 
@@ -72,7 +73,7 @@ def run_serve(args) -> int:
         device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
         adapter=args.adapter, lora_alpha=args.lora_alpha, vl_weights=args.vl_weights, al_weights=args.al_weights,
         audio=args.audio, max_tokens=args.max_tokens, max_visuals=args.max_visuals,
-        request_timeout=args.request_timeout,
+        request_timeout=args.request_timeout, reduction=args.reduction,
     )
     serve(settings)
     return 0
@@ -83,7 +84,7 @@ def run_gui(args) -> int:
     from aurora.serve.gui import launch_gui
 
     model = args.model or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_dir() else None)
-    launch_gui(model=model, host=args.host, port=args.port, **load_kwargs(args))
+    launch_gui(model=model, host=args.host, port=args.port, reduction=args.reduction, **load_kwargs(args))
     return 0
 
 

@@ -8,7 +8,7 @@ from aurora.serve.settings import ServeSettings
 def serve(settings: ServeSettings, model=None) -> None:
     import uvicorn
 
-    from aurora.model_flags import open_model
+    from aurora.model_flags import open_model, use_reduction
     from aurora.serve import memory
     from aurora.serve.app import create_app
 
@@ -18,5 +18,6 @@ def serve(settings: ServeSettings, model=None) -> None:
                            trust_remote_code=settings.trust_remote_code, adapter=settings.adapter,
                            lora_alpha=settings.lora_alpha, vl_weights=settings.vl_weights,
                            al_weights=settings.al_weights, audio=settings.audio)
+    use_reduction(model, settings.reduction)
     app = create_app(model, settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aurora.errors import ConfigError
 from aurora.media.sources import SourcePolicy
+from aurora.vision.reduce import METHODS
 
 MB = 1024**2
 
@@ -34,6 +35,7 @@ class ServeSettings:
     vl_weights: list[str] | None = None  # Video-LLaMA's branch files around the decoder (`model`)
     al_weights: list[str] | None = None
     audio: str = "auto"  # a video's sound: auto | on | off (models with an audio branch)
+    reduction: str | None = None  # the reducer method for every request (None: the model's preset)
 
     def __post_init__(self):
         checks = [
@@ -46,6 +48,8 @@ class ServeSettings:
             (self.request_timeout is None or self.request_timeout > 0,
              f"the request timeout must be > 0 seconds, got {self.request_timeout}"),
             (self.api_key is None or self.api_key.strip() != "", "the API key must not be empty"),
+            (self.reduction is None or self.reduction in METHODS,
+             f"reduction must be one of {', '.join(METHODS)}, got {self.reduction!r}"),
         ]
         for ok, message in checks:
             if not ok:
