@@ -224,8 +224,8 @@ def test_data_can_be_several_files_each_with_its_own_media_folder(tmp_path, data
 
     other = tmp_path / "other"
     other.mkdir()
-    (other / "0.mp4").write_bytes((dataset.parent / "0.mp4").read_bytes())
-    first = json.loads(dataset.read_text().splitlines()[0])
+    (other / "only_here.mp4").write_bytes((dataset.parent / "0.mp4").read_bytes())
+    first = json.loads(dataset.read_text().splitlines()[0]) | {"video": "only_here.mp4"}
     (other / "more.json").write_text(json.dumps([first]))
     records = read_records([str(dataset), str(other / "more.json")])
     assert len(records) == len(read_records(dataset)) + 1 and records[-1]["_root"] == str(other)
@@ -238,6 +238,8 @@ def test_data_can_be_several_files_each_with_its_own_media_folder(tmp_path, data
     assert data.get(len(records) - 1) is not None  # its video is found in its own folder
     with pytest.raises(Exception, match="not found"):
         read_records([str(dataset), str(tmp_path / "missing.jsonl")])
+    with pytest.raises(Exception, match="data must be a file path or a list of file paths"):
+        config(dataset, tmp_path, data=[str(dataset), 3])
 
 
 def test_tokenizer_can_learn_from_other_data_than_the_stage(tmp_path, dataset):

@@ -84,6 +84,8 @@ class TrainConfig:
         bad_parts = sorted(set(self.train_parts) - set(PARTS))
         checks = [
             (bool(self.data), "data is required (a LLaVA-format JSON/JSONL file)"),
+            (isinstance(self.data, str) or all(isinstance(d, str) and d for d in self.data),
+             f"data must be a file path or a list of file paths, got {self.data!r}"),
             (not bad_parts, f"unknown train_parts {bad_parts}: choose from {PARTS}"),
             (bool(self.train_parts) or self.lora_rank > 0, "nothing to train: set train_parts or lora_rank"),
             (not (self.lora_rank > 0 and "language_model" in self.train_parts),

@@ -165,7 +165,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     set_seed(config.seed)
     records = read_records(config.data)
     model = initial_model(config, records) if latest is None else _model_from_checkpoint(latest)
-    if config.temporal_share and "both" not in getattr(model, "training_reductions", ("tome",)):
+    if config.temporal_share and "both" not in model.training_reductions:
         raise ConfigError(f"temporal_share: a {model.preset.family} model trains with ToMe only; "
                           "set temporal_share: 0")
     params = set_trainable(model, config.train_parts, config.lora_rank, config.lora_alpha, config.lora_targets,
