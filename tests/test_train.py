@@ -287,3 +287,33 @@ def test_stem_trains_saves_and_loads_back(dataset, tmp_path, stem_name):
         ScratchConfig(vision_stem="resnet")
     with pytest.raises(ConfigError, match="power-of-two"):
         STEMS[stem_name](3, 32, 6)
+
+
+def test_reinit_parts_start_the_connector_and_lm_afresh_and_keep_the_tower(tmp_path, dataset):
+    import aurora
+    from aurora.train.loop import reinitialise
+
+    trained = train(config(dataset, tmp_path / "first", max_steps=2, warmup_steps=0, save_every=2), progress=False)
+    before = aurora.load(trained)
+    states = {part: {k: v.clone() for k, v in getattr(before, part).state_dict().items()}
+              for part in ("tower", "connector", "language_model")}
+    reinitialise(before, ("connector", "language_model"), seed=5)
+    again = aurora.load(trained)
+    reinitialise(again, ("connector", "language_model"), seed=5)
+    for part, state in states.items():
+        now, twin = getattr(before, part).state_dict(), getattr(again, part).state_dict()
+        assert all(torch.equal(now[k], twin[k]) for k in now)  # the same seed gives the same weights
+        changed = [k for k in state if state[k].is_floating_point() and not torch.equal(state[k], now[k])]
+        assert bool(changed) == (part != "tower"), part  # only the named parts are new
+    # from a config: the run starts from the fresh parts (seeded by `seed`), the tower as trained
+    final = train(config(dataset, tmp_path / "second", model=str(trained), train_parts=["connector", "language_model"],
+                         reinit_parts=["language_model", "connector"], max_steps=1, warmup_steps=0,
+                         save_every=1), progress=False)
+    tower = aurora.load(final).tower.state_dict()
+    assert all(torch.equal(tower[k], states["tower"][k]) for k in tower)
+    for bad, message in [(dict(reinit_parts=["tower"]), "reinit_parts must be among"),
+                         (dict(model=str(trained), train_parts=["connector"], reinit_parts=["language_model"]),
+                          "must also be in train_parts"),
+                         (dict(reinit_parts=["connector"]), "needs a model")]:
+        with pytest.raises(Exception, match=message):
+            config(dataset, tmp_path, **bad)

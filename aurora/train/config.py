@@ -16,6 +16,7 @@ from aurora.errors import ConfigError
 from aurora.train.scratch import ScratchConfig
 
 PARTS = ("tower", "connector", "language_model")
+REINIT_PARTS = ("connector", "language_model")
 PRECISIONS = ("no", "bf16", "fp16")
 LOSS_NORMALISATIONS = ("token", "sample")
 OBJECTIVES = ("caption", "attributes")
@@ -29,6 +30,10 @@ class TrainConfig:
     scratch: ScratchConfig = field(default_factory=ScratchConfig)
     media_root: str | None = None  # relative media paths resolve here (default: the data file's folder)
     train_parts: tuple[str, ...] = ("connector",)
+    # parts of `model` that start from fresh random weights instead of the checkpoint's (seeded by
+    # `seed`; the language model first, then the connector), e.g. a trained tower with a new connector
+    # and language model; each must also be in train_parts
+    reinit_parts: tuple[str, ...] = ()
     # "caption": answer-token loss through the language model; "attributes": the tower alone, with
     # linear heads on the ground truth of `aurora synth` records (aurora.train.attributes)
     objective: str = "caption"
@@ -81,6 +86,7 @@ class TrainConfig:
             self.scratch = ScratchConfig(**self.scratch)
         self.train_parts = tuple(self.train_parts)
         self.lora_targets = tuple(self.lora_targets)
+        self.reinit_parts = tuple(self.reinit_parts)
         bad_parts = sorted(set(self.train_parts) - set(PARTS))
         checks = [
             (bool(self.data), "data is required (a LLaVA-format JSON/JSONL file)"),
@@ -88,6 +94,11 @@ class TrainConfig:
              f"data must be a file path or a list of file paths, got {self.data!r}"),
             (not bad_parts, f"unknown train_parts {bad_parts}: choose from {PARTS}"),
             (bool(self.train_parts) or self.lora_rank > 0, "nothing to train: set train_parts or lora_rank"),
+            (set(self.reinit_parts) <= set(REINIT_PARTS),
+             f"reinit_parts must be among {REINIT_PARTS}, got {list(self.reinit_parts)}"),
+            (set(self.reinit_parts) <= set(self.train_parts),
+             "reinit_parts must also be in train_parts (a re-initialised part that does not train stays random)"),
+            (not self.reinit_parts or bool(self.model), "reinit_parts needs a model to start from"),
             (not (self.lora_rank > 0 and "language_model" in self.train_parts),
              "lora_rank > 0 trains the language model through LoRA: drop language_model from train_parts"),
             (self.balance_loss >= 0, f"balance_loss must be >= 0, got {self.balance_loss}"),
@@ -125,6 +136,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["train_parts"], data["lora_targets"] = list(self.train_parts), list(self.lora_targets)
+        data["reinit_parts"] = list(self.reinit_parts)
         return data
 
 

@@ -110,6 +110,21 @@ def initial_model(config: TrainConfig, records: list[dict]):
     return build_from_scratch(config.scratch, tokenizer)
 
 
+def reinitialise(model, parts: tuple[str, ...], seed: int) -> None:
+    """Fresh random weights for the named parts, in place and seeded: the language model (if named)
+    first, rebuilt from its config with its own initialisation, then the connector, whose layers are
+    reset (`reset_parameters`, as when it was built)."""
+    torch.manual_seed(seed)
+    if "language_model" in parts:
+        language_model = model.language_model
+        fresh = type(language_model)(language_model.config)
+        language_model.load_state_dict(fresh.state_dict())
+    if "connector" in parts:
+        for module in model.connector.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
 def step_ratio(config: TrainConfig, step: int) -> float:
     """The step's token kept ratio: fixed, or drawn from [ratio, ratio_max]; a share of steps
     (`unmerged_share`) runs at 1.0. Seeded by the step, so every process and a resumed run agree."""
@@ -165,6 +180,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     set_seed(config.seed)
     records = read_records(config.data)
     model = initial_model(config, records) if latest is None else _model_from_checkpoint(latest)
+    if latest is None and config.reinit_parts:
+        reinitialise(model, config.reinit_parts, config.seed)
     if config.temporal_share and "both" not in model.training_reductions:
         raise ConfigError(f"temporal_share: a {model.preset.family} model trains with ToMe only; "
                           "set temporal_share: 0")
