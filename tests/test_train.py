@@ -314,6 +314,11 @@ def test_reinit_parts_start_the_connector_and_lm_afresh_and_keep_the_tower(tmp_p
     for bad, message in [(dict(reinit_parts=["tower"]), "reinit_parts must be among"),
                          (dict(model=str(trained), train_parts=["connector"], reinit_parts=["language_model"]),
                           "must also be in train_parts"),
-                         (dict(reinit_parts=["connector"]), "needs a model")]:
+                         (dict(reinit_parts=["connector"]), "needs a model"),
+                         (dict(model=str(trained), adapter=str(tmp_path), reinit_parts=["language_model"]),
+                          "under an adapter")]:
         with pytest.raises(Exception, match=message):
             config(dataset, tmp_path, **bad)
+    del before.connector  # a model without a separate part: a one-line error, not an AttributeError
+    with pytest.raises(Exception, match="has no separate connector"):
+        reinitialise(before, ("connector",), seed=5)

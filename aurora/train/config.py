@@ -99,6 +99,8 @@ class TrainConfig:
             (set(self.reinit_parts) <= set(self.train_parts),
              "reinit_parts must also be in train_parts (a re-initialised part that does not train stays random)"),
             (not self.reinit_parts or bool(self.model), "reinit_parts needs a model to start from"),
+            (not ("language_model" in self.reinit_parts and self.adapter),
+             "reinit_parts: a language model under an adapter cannot start afresh; drop adapter or language_model"),
             (not (self.lora_rank > 0 and "language_model" in self.train_parts),
              "lora_rank > 0 trains the language model through LoRA: drop language_model from train_parts"),
             (self.balance_loss >= 0, f"balance_loss must be >= 0, got {self.balance_loss}"),

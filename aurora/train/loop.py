@@ -114,6 +114,9 @@ def reinitialise(model, parts: tuple[str, ...], seed: int) -> None:
     """Fresh random weights for the named parts, in place and seeded: the language model (if named)
     first, rebuilt from its config with its own initialisation, then the connector, whose layers are
     reset (`reset_parameters`, as when it was built)."""
+    for part in parts:
+        if not hasattr(model, part):
+            raise ConfigError(f"reinit_parts: this {model.preset.family} model has no separate {part}")
     torch.manual_seed(seed)
     if "language_model" in parts:
         language_model = model.language_model
