@@ -162,3 +162,24 @@ def test_static_frames_have_no_motion():
     rng = np.random.default_rng(0)
     frames = np.repeat(rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8), 4, axis=0)
     assert torch.all(FrameTransform(64, temporal="motion")(frames)[:, 3:] == 0)
+
+
+@pytest.mark.parametrize("shape, sigma", [((4, 3, 64, 48), 2.0), ((2, 3, 5, 7), 0.2), ((1, 2, 9, 9), 3.0)])
+def test_motion_blur_equals_a_padded_depthwise_convolution(shape, sigma):
+    """The banded-matrix blur behind the motion channels against the textbook one: replicate
+    padding, then a 1-D Gaussian convolution along each axis (radius wider than the image too)."""
+    from aurora.vision.preprocess import _gaussian_blur
+
+    torch.manual_seed(0)
+    x = torch.randn(shape) * 50
+    radius = max(1, round(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(t / sigma).square() / 2)
+    kernel = kernel / kernel.sum()
+    c = shape[1]
+    padded = F.pad(x, (radius,) * 4, mode="replicate") if radius < min(shape[-2:]) else \
+        x[..., torch.arange(-radius, shape[-2] + radius).clamp(0, shape[-2] - 1), :][
+            ..., torch.arange(-radius, shape[-1] + radius).clamp(0, shape[-1] - 1)]
+    expected = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    expected = F.conv2d(expected, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    torch.testing.assert_close(_gaussian_blur(x, sigma), expected, rtol=1e-5, atol=1e-4)

@@ -133,12 +133,24 @@ def normal_flow(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W), edges replicated."""
+    """Separable Gaussian blur of (N, C, H, W), edges replicated.
+
+    Each pass is a matrix product with a banded (size x size) matrix that holds the kernel, the
+    replicated edge folded into its first and last columns: the same sums as a padded depthwise
+    convolution, several times faster on a CPU (a depthwise conv2d runs one channel at a time)."""
     radius = max(1, round(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=x.dtype)
     kernel = torch.exp(-(t / sigma).square() / 2)
     kernel = kernel / kernel.sum()
-    channels = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1).contiguous(), groups=channels)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1).contiguous(), groups=channels)
+    rows = _blur_matrix(kernel, x.shape[-2])  # (H, H)
+    cols = _blur_matrix(kernel, x.shape[-1])  # (W, W)
+    return rows @ x @ cols.T
+
+
+def _blur_matrix(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    """(size, size) M with (M @ v)[i] = sum_t kernel[t] * v[clamp(i + t - radius, 0, size - 1)]."""
+    radius = (len(kernel) - 1) // 2
+    out = torch.arange(size)[:, None].expand(size, len(kernel))
+    taps = (out + torch.arange(-radius, radius + 1)).clamp(0, size - 1)
+    matrix = torch.zeros(size, size, dtype=kernel.dtype)
+    return matrix.index_put_((out, taps), kernel.expand(size, -1), accumulate=True)
