@@ -110,3 +110,19 @@ def test_the_sweep_writes_the_curve_and_resumes(xtuner_ckpt, tmp_path):
     before = {p: p.read_text() for p in (tmp_path / "out").rglob("*.jsonl")}
     sweep(model, tmp_path / "data" / "test.jsonl", tmp_path / "out", **kwargs)  # resumes: nothing is redone
     assert {p: p.read_text() for p in (tmp_path / "out").rglob("*.jsonl")} == before
+
+
+def test_paired_error_of_the_relative_accuracy(tmp_path):
+    from aurora.eval.synth_curve import paired_relative_error
+
+    def write(name, scores):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({"id": i, "scores": {"overall": s}}) + "\n" for i, s in scores.items()))
+        return path
+
+    full = write("full.jsonl", {"a": 1.0, "b": 0.5, "c": 0.5, "d": 1.0, "only_full": 0.0})
+    reduced = write("reduced.jsonl", {"a": 0.5, "b": 0.5, "c": 0.0, "d": 1.0, "only_reduced": 1.0})
+    # per-clip differences -0.5, 0, -0.5, 0 over the four shared clips: sd 0.2887, / sqrt(4), / mean 0.75
+    assert paired_relative_error(full, reduced) == pytest.approx((1 / 12) ** 0.5 / 2 / 0.75)
+    assert paired_relative_error(full, full) == 0.0  # the same clips scored alike: no spread
+    assert paired_relative_error(write("one.jsonl", {"a": 1.0}), reduced) is None  # one shared clip

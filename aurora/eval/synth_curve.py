@@ -47,6 +47,11 @@ def sweep(model, data: str | Path, out: str | Path, reductions=METHODS, shares=S
     finally:
         model.preset.reducer.method = preset_method
     curve = _curve(summaries, timings, reductions, shares)
+    for reduction, points in curve["reductions"].items():
+        for share, point in points.items():
+            point["relative_se"] = paired_relative_error(out / reductions[0] / "ratio_1.jsonl",
+                                                         out / (reductions[0] if share == "1" else reduction)
+                                                         / f"ratio_{share}.jsonl")
     curve |= {"data": str(data), "model": model.name, "num_frames": num_frames or model.preset.media.num_frames,
               "clips": next(iter(summaries.values()))["results"]["1"]["n"], "ttft_frames": ttft_frames,
               "ttft_clips": ttft_clips, "ttft_repeats": ttft_repeats}
@@ -94,6 +99,26 @@ def time_first_token(model, data, path: Path, reductions, shares, frames: int, c
     return result
 
 
+def paired_relative_error(full: Path, reduced: Path) -> float | None:
+    """The standard error of (mean reduced accuracy / mean full accuracy) over the clips scored in
+    both files: the same clips at 100% and reduced, so the clip-to-clip spread of difficulty
+    cancels (the standard error of the mean per-clip difference, over the mean at 100%). None with
+    fewer than two clips."""
+    def overall(path):
+        lines = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+        return {line["id"]: float(line["scores"]["overall"]) for line in lines}
+
+    a, b = overall(full), overall(reduced)
+    ids = sorted(a.keys() & b.keys())
+    mean_full = sum(a[i] for i in ids) / len(ids) if ids else 0.0
+    if len(ids) < 2 or mean_full == 0:
+        return None
+    diffs = [b[i] - a[i] for i in ids]
+    mean = sum(diffs) / len(diffs)
+    variance = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return (variance / len(diffs)) ** 0.5 / mean_full
+
+
 def _median(values: list[float]) -> float:
     values = sorted(values)
     mid = len(values) // 2
@@ -123,7 +148,8 @@ def _curve(summaries: dict, timings: dict, reductions, shares) -> dict:
 
 
 def curve_table(curve: dict) -> str:
-    """One row per reducer and share: accuracy, share of full accuracy, tokens, time to first token."""
+    """One row per reducer and share: accuracy, share of full accuracy (± its paired standard error),
+    tokens, time to first token."""
     head = ("| reduction | asked | tokens kept | accuracy | of full | TTFT (ms) | speed-up | "
             "encode+prefill (ms) | speed-up |\n" + "|---" * 9 + "|\n")
     rows = []
@@ -132,6 +158,8 @@ def curve_table(curve: dict) -> str:
             timing = (f"{1000 * p['ttft']:.0f} | {p['speedup']:.1f}x | {1000 * p['ttft_model']:.0f} | "
                       f"{p['speedup_model']:.1f}x") if "ttft" in p else "- | - | - | -"
             relative = "-" if p["relative"] is None else f"{100 * p['relative']:.1f}%"
+            if p.get("relative_se") and share != "1":
+                relative += f" ± {100 * p['relative_se']:.1f}"
             rows.append(f"| {reduction} | {100 * float(share):g}% | {100 * p['token_share']:.1f}% "
                         f"({p['visual_tokens']:.0f}) | {100 * p['overall']:.1f} | {relative} | {timing} |\n")
     return head + "".join(rows)
