@@ -289,8 +289,8 @@ def test_merging_across_time_runs_on_the_pooled_grid(pllava, tmp_path):
 
 def test_reuse_skips_repeated_patches_before_pooling(pllava, tmp_path):
     """"reuse": the tower computes frame 0 and the changed patches, pooling reads the whole grid,
-    and the pooled tokens that changed most over its time steps reach the LM."""
-    from aurora.vision.temporal import keep_distinct
+    and the pooled tokens merged over its time steps reach the LM."""
+    from aurora.vision.temporal import merge_across_time
 
     root, _ = pllava
     model = aurora.load(root / "base", adapter=root / "weights")
@@ -303,4 +303,4 @@ def test_reuse_skips_repeated_patches_before_pooling(pllava, tmp_path):
         pooled = connected.view(POOL[0], -1, connected.shape[-1])  # (time steps, places, D)
     assert counts == {"patches": 256, "encoder": int(reuse.computed.sum()), "language_model": 16}
     assert counts["encoder"] < 256
-    torch.testing.assert_close(blocks[0], pooled.flatten(0, 1)[keep_distinct(pooled, 16)], atol=0, rtol=0)
+    torch.testing.assert_close(blocks[0], merge_across_time(pooled, 16).tokens, atol=0, rtol=0)

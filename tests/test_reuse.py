@@ -112,10 +112,10 @@ def test_a_composed_model_computes_a_repeated_frame_once(xtuner_ckpt):
     assert len(later) == patches and (later[:, None] - frame0[None]).abs().amax(-1).amin(1).max() < 1e-5  # all copies
 
 
-def test_a_composed_model_keeps_the_tokens_that_changed_most(xtuner_ckpt, tmp_path):
+def test_a_composed_model_merges_the_reused_grid_across_time(xtuner_ckpt, tmp_path):
     import aurora
     from aurora.testing.media import make_frames, write_video
-    from aurora.vision.temporal import keep_distinct
+    from aurora.vision.temporal import merge_across_time
 
     model = aurora.load(xtuner_ckpt)
     model.preset.reducer.method = "reuse"
@@ -127,9 +127,9 @@ def test_a_composed_model_keeps_the_tokens_that_changed_most(xtuner_ckpt, tmp_pa
         out, reuse = model.tower.forward_reused(pixels, 0.3)
         grid = model.connector(out.features)
     keep = round(0.3 * 4 * patches)
-    chosen = keep_distinct(grid, keep)
-    torch.testing.assert_close(torch.cat(blocks), grid.flatten(0, 1)[chosen], atol=0, rtol=0)
-    assert [len(b) for b in blocks] == torch.bincount(chosen // patches, minlength=4).tolist()
+    merged = merge_across_time(grid, keep)  # the reused grid, merged across time to the ratio
+    torch.testing.assert_close(torch.cat(blocks), merged.tokens, atol=0, rtol=0)
+    assert [len(b) for b in blocks] == torch.bincount(merged.frames(patches), minlength=4).tolist()
     assert counts["encoder"] == patches + round(0.3 * patches * 3) == int(reuse.computed.sum())
     clip = write_video(tmp_path / "clip.mp4", make_frames(12, 64, 64), fps=8)
     reply = model.caption(clip, num_frames=4, token_kept_ratio=0.25, max_new_tokens=3)

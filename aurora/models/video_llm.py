@@ -31,7 +31,7 @@ from aurora.preset import Preset
 from aurora.prompts import IMAGE_PLACEHOLDER, get_template, segment, user_content
 from aurora.vision.merge import unmerge
 from aurora.vision.reduce import MERGES, METHODS, check_ratio, reuse_budget, split_ratio
-from aurora.vision.temporal import keep_distinct, merge_across_time
+from aurora.vision.temporal import merge_across_time
 
 __all__ = ["ChatModel", "Reply", "ReplyStream", "VideoLLM"]
 STAGES = ("decode", "preprocess", "encode", "prefill", "generate")
@@ -267,22 +267,17 @@ class VideoLLM(ChatModel):
     def _encode_reused(self, pixel_values: torch.Tensor, ratio: float, budget: float):
         """A video under "reuse": the tower computes frame 0 and the `budget` share of later patches
         that changed most (`MergingVisionTower.forward_reused`; the rest reuse their previous frame's
-        states), the connector runs on the whole grid, and the round(ratio * n) tokens that changed
-        most (`keep_distinct`: frame 0 first) reach the language model, per frame (a frame may get
-        none) or, for a per-video connector (pooling), over its time steps. counts["encoder"] is the
-        patches the encoder computed."""
+        states), the connector runs on the whole grid, and its tokens are merged across time down to
+        round(ratio * n) (`_merge_across_time`, as "temporal" does: a reused place repeats its source
+        exactly, so it merges into it first), per frame (a frame may get none) or, for a per-video
+        connector (pooling), over its time steps. (Keeping the tokens that changed most instead,
+        `keep_distinct`, keeps only frame 0's below one frame's worth of tokens: 5.7 / 3.2 points
+        lower at 10% / 5% on 500 long synthetic clips with the bundled model.) counts["encoder"] is
+        the patches the encoder computed."""
         out, reuse = self.tower.forward_reused(pixel_values, budget)
         blocks = self.connector(out.features)  # (B, m, D)
-        frames, per_block = blocks.shape[0], blocks.shape[1]
-        keep = max(1, round(ratio * frames * per_block))
-        if frames == pixel_values.shape[0]:
-            chosen = keep_distinct(blocks, keep)  # flat indices, ascending
-            per_frame = torch.bincount(chosen // per_block, minlength=frames)
-            kept = list(blocks.flatten(0, 1)[chosen].split(per_frame.tolist()))
-        else:
-            steps = getattr(self.connector, "pooling_shape", (1,))[0]
-            grid = blocks[0].view(steps, -1, blocks.shape[-1])
-            kept = [grid.flatten(0, 1)[keep_distinct(grid, keep)]]
+        keep = max(1, round(ratio * blocks.shape[0] * blocks.shape[1]))
+        kept = self._merge_across_time(blocks, keep, None)
         counts = {"patches": reuse.computed.numel(), "encoder": int(reuse.computed.sum()),
                   "language_model": sum(block.shape[0] for block in kept)}
         return kept, counts

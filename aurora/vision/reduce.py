@@ -12,7 +12,8 @@ The reducer `method` says which: "tome" (per frame, in the encoder), "temporal" 
 whole, then tokens alike from frame to frame merge), or "both" (ToMe, then merging across time
 takes what remains to the ratio: `split_ratio`), or "reuse" (a video's encoder computes frame 0 and
 only the ratio's share of later patches that changed most, the rest reuse their previous frame's
-states; then the ratio's share of tokens that changed most is kept: `reuse_budget`). Whichever it
+states: `reuse_budget`; then the tokens go down to the ratio, merged across time for a composed
+model, the most-changed kept for a native family). Whichever it
 is, the ratio is the total share of the visual's tokens.
 """
 
