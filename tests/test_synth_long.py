@@ -102,6 +102,7 @@ def test_the_sweep_writes_the_curve_and_resumes(xtuner_ckpt, tmp_path):
         assert set(points) == {"1", "0.5"} and points["1"]["token_share"] == 1.0
         assert points["1"]["overall"] == curve["full"]["overall"]  # 100% is run once, under the first reducer
         assert points["0.5"]["speedup"] > 0 and "event_time" in points["0.5"]["aspects"]
+        assert points["1"]["relative_se"] is None and points["0.5"]["relative_se"] is None  # one clip: no error
     assert curve["reductions"]["temporal"]["0.5"]["token_share"] == 0.5  # merged across time: exactly the share
     assert curve["reductions"]["reuse"]["0.5"]["token_share"] == 0.5  # the changed half reaches the LM
     assert curve["reductions"]["tome"]["0.5"]["token_share"] > 0.5  # ToMe's per-layer rule keeps a little more

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from aurora.cli import main
+from aurora.errors import ConfigError
 from aurora.prompts import get_template
 from aurora.testing.media import write_text_file, write_video
 from aurora.train import load_config, train
@@ -317,8 +318,8 @@ def test_reinit_parts_start_the_connector_and_lm_afresh_and_keep_the_tower(tmp_p
                          (dict(reinit_parts=["connector"]), "needs a model"),
                          (dict(model=str(trained), adapter=str(tmp_path), reinit_parts=["language_model"]),
                           "under an adapter")]:
-        with pytest.raises(Exception, match=message):
+        with pytest.raises(ConfigError, match=message):
             config(dataset, tmp_path, **bad)
     del before.connector  # a model without a separate part: a one-line error, not an AttributeError
-    with pytest.raises(Exception, match="has no separate connector"):
+    with pytest.raises(ConfigError, match="has no separate connector"):
         reinitialise(before, ("connector",), seed=5)

@@ -47,11 +47,10 @@ def sweep(model, data: str | Path, out: str | Path, reductions=METHODS, shares=S
     finally:
         model.preset.reducer.method = preset_method
     curve = _curve(summaries, timings, reductions, shares)
-    for reduction, points in curve["reductions"].items():
+    for reduction, points in curve["reductions"].items():  # 100% is the reference: no error of its own
         for share, point in points.items():
-            point["relative_se"] = paired_relative_error(out / reductions[0] / "ratio_1.jsonl",
-                                                         out / (reductions[0] if share == "1" else reduction)
-                                                         / f"ratio_{share}.jsonl")
+            point["relative_se"] = None if share == "1" else paired_relative_error(
+                out / reductions[0] / "ratio_1.jsonl", out / reduction / f"ratio_{share}.jsonl")
     curve |= {"data": str(data), "model": model.name, "num_frames": num_frames or model.preset.media.num_frames,
               "clips": next(iter(summaries.values()))["results"]["1"]["n"], "ttft_frames": ttft_frames,
               "ttft_clips": ttft_clips, "ttft_repeats": ttft_repeats}
@@ -158,7 +157,7 @@ def curve_table(curve: dict) -> str:
             timing = (f"{1000 * p['ttft']:.0f} | {p['speedup']:.1f}x | {1000 * p['ttft_model']:.0f} | "
                       f"{p['speedup_model']:.1f}x") if "ttft" in p else "- | - | - | -"
             relative = "-" if p["relative"] is None else f"{100 * p['relative']:.1f}%"
-            if p.get("relative_se") and share != "1":
+            if p.get("relative_se") is not None:
                 relative += f" ± {100 * p['relative_se']:.1f}"
             rows.append(f"| {reduction} | {100 * float(share):g}% | {100 * p['token_share']:.1f}% "
                         f"({p['visual_tokens']:.0f}) | {100 * p['overall']:.1f} | {relative} | {timing} |\n")
