@@ -3,6 +3,7 @@ wired into the composed families (per-frame blocks) and Qwen2-VL (M-RoPE positio
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from aurora.errors import ConfigError
 from aurora.vision.reduce import split_ratio
@@ -43,6 +44,20 @@ def test_a_scene_cut_is_a_boundary_and_is_never_merged_into_the_past():
     assert frame_similarity(video)[1] == pytest.approx(1.0)
     out = merge_across_time(video, keep=12)
     assert out.first.tolist() == list(range(6)) + list(range(18, 24))  # both segments' first frames
+
+
+def test_what_is_new_is_not_merged_into_the_past_to_reach_a_low_keep():
+    torch.manual_seed(0)
+    a, b, c, new = torch.randn(4, 64)  # random directions in 64-d: |cosine| far below MIN_SIMILARITY
+    video = torch.stack([a, a + 0.01 * torch.randn(64), b, c]).expand(4, 4, 64).clone()
+    video[2:, 3] = new  # an object appears at place 3 in frame 2 and stays
+    out = merge_across_time(video, keep=4)
+    assert 2 * 4 + 3 in out.first.tolist()  # it stays a token, first seen in frame 2 ...
+    torch.testing.assert_close(out.tokens[out.first.tolist().index(11)], new)
+    assert out.sizes.flatten().tolist() == [8, 4, 2, 2]  # ... the two alike background places merged instead
+    forced = merge_across_time(video, keep=4, min_similarity=None)  # any best match merges: the object is lost
+    assert forced.first.tolist() == [0, 1, 2, 3]
+    assert max(F.cosine_similarity(forced.tokens, new[None], dim=-1)) < 0.9
 
 
 def test_fewer_kept_than_a_frame_merges_across_places_in_time_order():
