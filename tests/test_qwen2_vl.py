@@ -186,7 +186,7 @@ def test_training_with_merging_across_time_is_refused_in_one_line(qwen, tmp_path
     config = load_config(data=str(tmp_path / "none.jsonl"), output_dir=str(tmp_path / "run"), model=str(qwen),
                          train_parts=[], lora_rank=4, temporal_share=0.5)
     (tmp_path / "none.jsonl").write_text(json.dumps({"video": "x.mp4", "conversations": []}) + "\n")
-    with pytest.raises(ConfigError, match="trains with ToMe only; set temporal_share: 0"):
+    with pytest.raises(ConfigError, match="trains with tome only; set temporal_share: 0"):
         train(config, progress=False)
 
 

@@ -220,6 +220,35 @@ def test_a_share_of_steps_merges_across_time_and_trains(tmp_path, dataset):
     assert aurora.load(final).preset.reducer.method == "tome"  # the preset's method is put back
 
 
+def test_a_share_of_steps_reuses_repeated_patches_and_trains_the_tower_through_it(tmp_path, dataset, monkeypatch):
+    from aurora.models.video_llm import VideoLLM
+    from aurora.train.loop import step_reduction
+
+    cfg = config(dataset, tmp_path, temporal_share=0.25, reuse_share=0.25, temporal_ratio=0.05, temporal_ratio_max=0.2)
+    steps = [step_reduction(cfg, step) for step in range(2000)]
+    reused = np.array([ratio for method, ratio in steps if method == "reuse"])
+    assert 0.21 < len(reused) / len(steps) < 0.29 and {m for m, _ in steps} == {"both", "reuse", "tome"}
+    assert reused.min() >= 0.05 and reused.max() <= 0.2 and reused.std() > 0.02
+    # with reuse_share 0 the steps are drawn exactly as before it existed
+    assert [step_reduction(config(dataset, tmp_path, temporal_share=0.25, temporal_ratio=0.05,
+                                  temporal_ratio_max=0.2), s) for s in range(50)] == \
+        [(m, r) if m != "reuse" else ("tome", 0.5) for m, r in steps[:50]]
+    with pytest.raises(Exception, match="reuse_share must be in"):
+        config(dataset, tmp_path, temporal_share=0.75, reuse_share=0.5)
+    calls = []
+    reused_encode = VideoLLM._encode_reused
+    monkeypatch.setattr(VideoLLM, "_encode_reused", lambda self, *a: calls.append(a[1:]) or reused_encode(self, *a))
+    run = config(dataset, tmp_path / "run", reuse_share=1.0, temporal_ratio=0.25, lr=2e-2, max_steps=24,
+                 save_every=12, train_parts=["tower", "connector", "language_model"])
+    final = train(run, progress=False)
+    assert calls and all(budget == ratio == 0.25 for ratio, budget in calls)  # every step ran reuse
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["loss"] < 0.5 * metrics[0]["loss"]  # it learns from reused states
+    import aurora
+
+    assert aurora.load(final).preset.reducer.method == "tome"
+
+
 def test_data_can_be_several_files_each_with_its_own_media_folder(tmp_path, dataset):
     from aurora.train.data import VideoTextDataset, read_records
 

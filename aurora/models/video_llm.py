@@ -198,7 +198,7 @@ class ChatModel(nn.Module):
 
 class VideoLLM(ChatModel):
     reductions = METHODS
-    training_reductions = MERGES
+    training_reductions = METHODS  # "reuse" too: its steps run `_encode_reused` as inference does
 
     def __init__(self, tower: nn.Module, connector: nn.Module, language_model: nn.Module, tokenizer, preset: Preset,
                  name: str = "aurora"):

@@ -58,6 +58,10 @@ class TrainConfig:
     temporal_share: float = 0.0
     temporal_ratio: float = 0.05
     temporal_ratio_max: float | None = None
+    # skipping repeats before the tower: this share of steps (after temporal_share's) reduces with
+    # "reuse" at a ratio drawn from the same range, so the language model learns to read the states a
+    # reused place repeats (composed families only)
+    reuse_share: float = 0.0
     num_frames: int | None = None  # None: the model's preset (8 for AuroraCap)
     batch_size: int = 8  # per process, per micro-batch
     grad_accum: int = 1
@@ -120,6 +124,10 @@ class TrainConfig:
              "temporal_ratio_max must be in [temporal_ratio, 1]"),
             (self.temporal_share == 0 or self.objective != "attributes",
              "temporal_share applies to the caption objective only"),
+            (0 <= self.reuse_share <= 1 - self.temporal_share,
+             f"reuse_share must be in [0, 1 - temporal_share], got {self.reuse_share}"),
+            (self.reuse_share == 0 or self.objective != "attributes",
+             "reuse_share applies to the caption objective only"),
             (self.num_frames is None or self.num_frames >= 1, "num_frames must be >= 1"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
             (self.lr > 0, "lr must be > 0"),

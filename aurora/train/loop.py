@@ -145,12 +145,13 @@ def _listed(data: str | list[str]) -> list[str]:
 
 def step_reduction(config: TrainConfig, step: int) -> tuple[str, float]:
     """The step's reducer method and ratio: "both" at a ratio drawn from [temporal_ratio,
-    temporal_ratio_max] for a `temporal_share` of steps, else "tome" at `step_ratio`; seeded by the
-    step like it."""
+    temporal_ratio_max] for a `temporal_share` of steps, "reuse" at a ratio from the same range for
+    a `reuse_share` of them, else "tome" at `step_ratio`; seeded by the step like it."""
     across_time, u = np.random.default_rng([config.seed, step, 11]).random(2)
-    if across_time < config.temporal_share:
+    if across_time < config.temporal_share + config.reuse_share:
         high = config.temporal_ratio_max or config.temporal_ratio
-        return "both", config.temporal_ratio + u * (high - config.temporal_ratio)
+        method = "both" if across_time < config.temporal_share else "reuse"
+        return method, config.temporal_ratio + u * (high - config.temporal_ratio)
     return "tome", step_ratio(config, step)
 
 
@@ -185,9 +186,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     model = initial_model(config, records) if latest is None else _model_from_checkpoint(latest)
     if latest is None and config.reinit_parts:
         reinitialise(model, config.reinit_parts, config.seed)
-    if config.temporal_share and "both" not in model.training_reductions:
-        raise ConfigError(f"temporal_share: a {model.preset.family} model trains with ToMe only; "
-                          "set temporal_share: 0")
+    for share, method in (("temporal_share", "both"), ("reuse_share", "reuse")):
+        if getattr(config, share) and method not in model.training_reductions:
+            raise ConfigError(f"{share}: a {model.preset.family} model trains with "
+                              f"{' or '.join(model.training_reductions)} only; set {share}: 0")
     params = set_trainable(model, config.train_parts, config.lora_rank, config.lora_alpha, config.lora_targets,
                            config.freeze_gates, config.balance_loss)
     heads = None
