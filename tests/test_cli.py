@@ -89,6 +89,36 @@ def test_convert_writes_hf_layout(capsys, xtuner_ckpt, tmp_path):
     assert code == 2 and "not an empty directory" in err
 
 
+def test_convert_averages_two_fine_tunes_of_one_model(capsys, xtuner_ckpt, tmp_path):
+    import torch
+
+    import aurora
+    from aurora.errors import ConfigError
+    from aurora.models import average_weights, save
+
+    base = aurora.load(xtuner_ckpt)
+    tuned = aurora.load(xtuner_ckpt)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(torch.randn_like(p))
+    save(tuned, tmp_path / "tuned")
+    code, out, err = run(capsys, "convert", xtuner_ckpt, tmp_path / "soup", "--average", tmp_path / "tuned",
+                         "--weight", "0.25", "--to", "xtuner")
+    assert code == 0, err
+    soup = aurora.load(tmp_path / "soup")
+    before, after, other = base.state_dict(), soup.state_dict(), tuned.state_dict()
+    for name, value in before.items():
+        expected = 0.75 * value + 0.25 * other[name] if value.is_floating_point() else value
+        torch.testing.assert_close(after[name], expected, msg=name)
+    assert any(not torch.equal(after[k], before[k]) for k in before)
+    default = aurora.load()  # the bundled model: the same family, other shapes
+    with pytest.raises(ConfigError, match="differ in"):
+        average_weights(base, default)
+    code, out, err = run(capsys, "convert", xtuner_ckpt, tmp_path / "bad", "--average", tmp_path / "tuned",
+                         "--weight", "1.5")
+    assert code == 2 and "must be in [0, 1]" in err and len(err.strip().splitlines()) == 1
+
+
 BAD_INPUTS = {
     "missing file": (lambda d, c: ["caption", d / "nope.mp4", "--model", c], "no such file"),
     "directory": (lambda d, c: ["caption", d, "--model", c], "directory"),

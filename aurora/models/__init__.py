@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from aurora.errors import CheckpointError
+from aurora.errors import CheckpointError, ConfigError
 from aurora.models.registry import Family, detect, family_of, register
 
 __all__ = ["DEFAULT_MODEL", "Family", "attach_adapter", "detect", "family_of", "load", "register", "resolve", "save"]
@@ -97,3 +97,25 @@ def save(model, out: str | Path, layout: str | None = None) -> None:
     """Write `model` in one of its family's layouts (default: the family's first, what training writes)."""
     family = family_of(model)
     family.save(model, out, layout or family.layouts[0])
+
+
+def average_weights(model, other, weight: float = 0.5):
+    """`model` with every floating-point weight moved to (1 - weight) * its own + weight * `other`'s
+    (in place; returns it): weight averaging of two fine-tunes of one model (Wortsman et al., "Model
+    soups" / WiSE-FT, 2022). Integer buffers stay `model`'s. ConfigError unless both have the same
+    family and the same weights (names and shapes)."""
+    import torch
+
+    if not 0 <= weight <= 1:
+        raise ConfigError(f"the weight of the averaged model must be in [0, 1], got {weight}")
+    if model.preset.family != other.preset.family:
+        raise ConfigError(f"cannot average a {model.preset.family} model with a {other.preset.family} model")
+    mine, theirs = model.state_dict(), other.state_dict()
+    differing = sorted(set(mine) ^ set(theirs)) or sorted(k for k in mine if mine[k].shape != theirs[k].shape)
+    if differing:
+        raise ConfigError(f"the two models differ in {differing[0]} ({len(differing)} weights): "
+                          "average only fine-tunes of one model")
+    averaged = {k: torch.lerp(v, theirs[k].to(v), weight) if v.is_floating_point() else v for k, v in mine.items()}
+    model.load_state_dict(averaged)
+    return model
+
