@@ -152,14 +152,22 @@ def test_reuse_flag_on_the_bundled_model(capsys):
     assert "visual tokens: patches 512 -> encoder " in out.err and f"-> language_model {round(0.25 * 512)}" in out.err
 
 
-def test_training_refuses_reuse(xtuner_ckpt):
+def test_training_encodes_under_reuse_as_inference_does(xtuner_ckpt):
     import aurora
-    from aurora.errors import ConfigError
 
     model = aurora.load(xtuner_ckpt)
     model.preset.reducer.method = "reuse"
-    with pytest.raises(ConfigError, match="works at inference only"):
-        model.encode_visuals([torch.randn(2, 3, 64, 64)], 0.5)
+    video = torch.randn(1, 3, 64, 64).repeat(3, 1, 1, 1)
+    video[2, :, :16, :16] += 1.0  # one corner changes in the last frame
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        trained = model.encode_visuals([video, image], 0.25)
+        inferred = [model.encode(video, 0.25), model.encode(image, 0.25)]
+        counts = model.encode_counted(video, 0.25)[1]
+    for got, want in zip(trained, inferred):
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b)
+    assert sum(len(block) for block in trained[0]) == counts["language_model"] == round(0.25 * counts["patches"])
 
 
 def test_places_of_several_patches_are_computed_whole():
