@@ -168,6 +168,10 @@ def test_training_encodes_under_reuse_as_inference_does(xtuner_ckpt):
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b)
     assert sum(len(block) for block in trained[0]) == counts["language_model"] == round(0.25 * counts["patches"])
+    model.zero_grad()
+    torch.cat(model.encode_visuals([video], 0.25)[0]).square().sum().backward()  # the tower learns through it
+    grads = [p.grad for p in model.tower.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
 
 
 def test_places_of_several_patches_are_computed_whole():

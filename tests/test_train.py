@@ -220,7 +220,7 @@ def test_a_share_of_steps_merges_across_time_and_trains(tmp_path, dataset):
     assert aurora.load(final).preset.reducer.method == "tome"  # the preset's method is put back
 
 
-def test_a_share_of_steps_reuses_repeated_patches_and_trains_the_tower_through_it(tmp_path, dataset, monkeypatch):
+def test_a_share_of_steps_reuses_repeated_patches_and_trains(tmp_path, dataset, monkeypatch):
     from aurora.models.video_llm import VideoLLM
     from aurora.train.loop import step_reduction
 

@@ -47,7 +47,7 @@ class ChatModel(nn.Module):
     decode_size: int | None = None
     part_kinds: tuple[str, ...] = ("text", "image", "video")  # message parts it takes ("audio": an audio branch)
     reductions: tuple[str, ...] = ("tome",)  # reducer methods it implements (aurora.vision.reduce.METHODS)
-    training_reductions: tuple[str, ...] = ("tome",)  # those it can train with (aurora.train: temporal_share)
+    training_reductions: tuple[str, ...] = ("tome",)  # those it can train with (aurora.train: temporal_share, reuse_share)
     # LoRA (`aurora train --lora-rank`) wraps only the modules under this name of `language_model`
     # (None: all of it): for a native model whose `language_model` is the whole transformers model
     lora_within: str | None = None
