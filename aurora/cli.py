@@ -104,16 +104,16 @@ def _add_synth(sub) -> None:
 
 
 def _add_convert(sub) -> None:
-    p = sub.add_parser("convert", help="write a checkpoint in another layout of its family (AuroraCap: hf, xtuner), or two fine-tunes averaged")
+    p = sub.add_parser("convert", help="write a checkpoint in another layout of its family (AuroraCap: hf, xtuner), or fine-tunes of one model averaged")
     p.add_argument("src", help="checkpoint directory or hub id")
     p.add_argument("dst", help="output directory (must not exist or be empty)")
     p.add_argument("--to", default="hf", help="a layout of the model's family (AuroraCap: hf (default), xtuner; "
                                              "PLLaVA: xtuner, pllava-weights)")
     p.add_argument("--adapter", help="an adapter directory applied first (e.g. PLLaVA's weights on its base)")
     p.add_argument("--lora-alpha", dest="lora_alpha", type=_positive_float)
-    p.add_argument("--average", metavar="OTHER",
-                   help="another fine-tune of the same model: write the weight average of the two")
-    p.add_argument("--weight", type=float, default=0.5, help="OTHER's share in --average (default 0.5)")
+    p.add_argument("--average", metavar="OTHER", nargs="+",
+                   help="other fine-tunes of the same model: write the weight average of all (uniform)")
+    p.add_argument("--weight", type=float, help="with one OTHER: its share in the average (default 0.5)")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--debug", action="store_true")
     p.set_defaults(run=run_convert)
@@ -264,9 +264,11 @@ def run_convert(args) -> int:
         raise ConfigError(f"{dst} exists and is not an empty directory: choose a new output directory")
     model = load(args.src, device="cpu", dtype="float32", trust_remote_code=args.trust_remote_code,
                  adapter=args.adapter, lora_alpha=args.lora_alpha)
-    if args.average:
-        other = load(args.average, device="cpu", dtype="float32", trust_remote_code=args.trust_remote_code)
-        average_weights(model, other, args.weight)
+    if args.weight is not None and len(args.average or ()) != 1:
+        raise ConfigError("--weight is OTHER's share with one --average model; several are averaged uniformly")
+    for count, path in enumerate(args.average or (), start=2):  # a running mean: each model 1 / count so far
+        other = load(path, device="cpu", dtype="float32", trust_remote_code=args.trust_remote_code)
+        average_weights(model, other, 1 / count if args.weight is None else args.weight)
     layouts = family_of(model).layouts
     if args.to not in layouts:
         raise ConfigError(f"--to {args.to!r}: a {model.preset.family} model is written as {' or '.join(layouts)}")

@@ -89,7 +89,7 @@ def test_convert_writes_hf_layout(capsys, xtuner_ckpt, tmp_path):
     assert code == 2 and "not an empty directory" in err
 
 
-def test_convert_averages_two_fine_tunes_of_one_model(capsys, xtuner_ckpt, tmp_path):
+def test_convert_averages_fine_tunes_of_one_model(capsys, xtuner_ckpt, tmp_path):
     import torch
 
     import aurora
@@ -117,6 +117,22 @@ def test_convert_averages_two_fine_tunes_of_one_model(capsys, xtuner_ckpt, tmp_p
     code, out, err = run(capsys, "convert", xtuner_ckpt, tmp_path / "bad", "--average", tmp_path / "tuned",
                          "--weight", "1.5")
     assert code == 2 and "must be in [0, 1]" in err and len(err.strip().splitlines()) == 1
+
+    third = aurora.load(xtuner_ckpt)  # several: the uniform mean of all
+    with torch.no_grad():
+        for p in third.parameters():
+            p.mul_(3.0)
+    save(third, tmp_path / "third")
+    code, out, err = run(capsys, "convert", xtuner_ckpt, tmp_path / "soup3", "--average", tmp_path / "tuned",
+                         tmp_path / "third", "--to", "xtuner")
+    assert code == 0, err
+    after, last = aurora.load(tmp_path / "soup3").state_dict(), third.state_dict()
+    for name, value in before.items():
+        expected = (value + other[name] + last[name]) / 3 if value.is_floating_point() else value
+        torch.testing.assert_close(after[name], expected, msg=name)
+    code, out, err = run(capsys, "convert", xtuner_ckpt, tmp_path / "bad3", "--average", tmp_path / "tuned",
+                         tmp_path / "third", "--weight", "0.3")
+    assert code == 2 and "averaged uniformly" in err and len(err.strip().splitlines()) == 1
 
 
 BAD_INPUTS = {
