@@ -10,13 +10,14 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from aurora import __version__
 from aurora.argtypes import positive_float as _positive_float
 from aurora.argtypes import positive_int as _positive_int
 from aurora.argtypes import ratio as _ratio
-from aurora.errors import AuroraError, ConfigError
+from aurora.errors import AuroraError, AuroraWarning, ConfigError
 from aurora.model_flags import add_generation_flags, add_load_flags, generation_kwargs, load_model
 
 EXIT_USER_ERROR = 2
@@ -285,11 +286,23 @@ def _stdout_writer():
     return write
 
 
+def _show_warning(shown_before):
+    """Aurora's own warnings as one line, like its errors (no source excerpt); others as before."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, AuroraWarning):
+            print(f"aurora: warning: {message}", file=sys.stderr)
+        else:
+            shown_before(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, or a one-line usage error (code 2)
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
+    shown_before = warnings.showwarning
+    warnings.showwarning = _show_warning(shown_before)
     try:
         return args.run(args)
     except AuroraError as e:
@@ -300,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aurora: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown_before
 
 
 if __name__ == "__main__":

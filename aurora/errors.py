@@ -19,3 +19,7 @@ class CheckpointError(AuroraError):
 
 class ConfigError(AuroraError):
     """An option or configuration value outside its valid range."""
+
+
+class AuroraWarning(UserWarning):
+    """What the user asked for runs, but not quite as asked (the CLI prints it as one line)."""

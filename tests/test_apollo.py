@@ -17,7 +17,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, Sigl
 
 import aurora
 from aurora import media
-from aurora.errors import CheckpointError
+from aurora.errors import AuroraWarning, CheckpointError
 from aurora.testing.checkpoints import build_tokenizer
 from aurora.testing.media import frame_index_of, make_frames, write_video
 
@@ -397,7 +397,7 @@ def test_frame_options_the_clip_rule_overrides_are_warned_about(apollo, tmp_path
     import warnings
 
     clip = write_video(tmp_path / "clip.mp4", make_frames(24, 48, 64), fps=8)
-    with pytest.warns(UserWarning, match="--num-frames / --fps are not used"):
+    with pytest.warns(AuroraWarning, match="--num-frames / --fps are not used"):
         apollo.caption(clip, num_frames=3, max_new_tokens=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

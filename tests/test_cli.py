@@ -65,6 +65,25 @@ def test_auroracap_flag_spellings_are_aliases(capsys, xtuner_ckpt, media_dir):
     assert json.loads(out)["frame_indices"] == [0, 23]
 
 
+def test_a_ratio_below_tomes_floor_is_said_in_one_line(capsys, media_dir):
+    """The bundled model's 4-layer tower stops ToMe at 10 of 64 tokens a frame: asking for fewer
+    with `tome` warns (the tokens stay at the floor); `both` reaches the ratio and says nothing."""
+    clip = media_dir / "clip.mp4"
+    code, out, err = run(capsys, "caption", clip, "--token-kept-ratio", "0.05", "--max-new-tokens", "2", "--json")
+    assert code == 0, err
+    assert err.strip().splitlines() == ["aurora: warning: ToMe keeps at least 10 of 64 tokens a frame in this tower "
+                                        "(16%), more than --token-kept-ratio 0.05 asks; --reduction both reaches it "
+                                        "by merging across frames too"]
+    assert json.loads(out)["visual_tokens_per_frame"] == 10
+    code, out, err = run(capsys, "caption", clip, "--token-kept-ratio", "0.05", "--reduction", "both",
+                         "--max-new-tokens", "2", "--json")
+    assert code == 0 and "warning" not in err, err
+    tokens = json.loads(out)["visual_tokens"]
+    assert tokens["language_model"] == round(0.05 * tokens["patches"])
+    code, out, err = run(capsys, "caption", clip, "--token-kept-ratio", "0.2", "--max-new-tokens", "2")
+    assert code == 0 and "warning" not in err, err
+
+
 def test_caption_image(capsys, hf_ckpt, media_dir):
     code, out, err = run(capsys, "caption", media_dir / "frame.png", "--model", hf_ckpt, "--json", "--max-new-tokens", "3")
     assert code == 0, err

@@ -34,7 +34,7 @@ from torch import nn
 
 from aurora import media
 from aurora.connectors import build_connector
-from aurora.errors import CheckpointError, ConfigError
+from aurora.errors import AuroraWarning, CheckpointError, ConfigError
 from aurora.generation import Generator
 from aurora.models.registry import Family
 from aurora.models.reply import Reply
@@ -237,7 +237,7 @@ class Apollo(ChatModel):
         ratio = self.check_options(num_frames, token_kept_ratio)
         if fps is not None or num_frames not in (None, self.preset.media.num_frames):
             warnings.warn(f"Apollo samples clips by its published rule ({self.frames_per_clip} frames per "
-                          f"{self.clip_duration} s clip): --num-frames / --fps are not used", stacklevel=2)
+                          f"{self.clip_duration} s clip): --num-frames / --fps are not used", AuroraWarning, stacklevel=2)
         chat = get_template(template) if template else self.template
         reply = Reply(text="", model=self.name, timings=dict.fromkeys(STAGES, 0.0))
         encoded = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from aurora import media
-from aurora.errors import CheckpointError, ConfigError
+from aurora.errors import AuroraWarning, CheckpointError, ConfigError
 from aurora.generation import GenerationOptions, Generator
 from aurora.messages import normalise_messages
 from aurora.models.reply import Reply, ReplyStream
@@ -255,6 +256,8 @@ class VideoLLM(ChatModel):
         frames, side = pixel_values.shape[0], pixel_values.shape[-1] // self.tower.patch_size
         counts = {"patches": frames * side * side, "encoder": frames * out.features.shape[1],
                   "language_model": blocks.shape[0] * blocks.shape[1]}
+        if temporal is None and tower_ratio < 1:
+            self._warn_below_tome_floor(pixel_values, tower_ratio)
         if temporal is not None:
             height, width = pixel_values.shape[-2:]
             full = blocks.shape[0] * blocks.shape[1] if grid or blocks.shape[0] == 1 else \
@@ -263,6 +266,18 @@ class VideoLLM(ChatModel):
             blocks = self._merge_across_time(blocks, max(1, round(temporal * full)), sizes)
             counts["language_model"] = sum(block.shape[0] for block in blocks)
         return blocks, counts
+
+    def _warn_below_tome_floor(self, pixel_values: torch.Tensor, ratio: float) -> None:
+        """Warn when ToMe alone cannot go as low as the ratio asks: its per-layer rule (at most half
+        a layer's tokens go) stops at a floor that a shallow tower reaches early (the default
+        model's: 10 of 64 tokens a frame), and the tokens would silently stay above the share."""
+        height, width = pixel_values.shape[-2:]
+        patches = (height // self.tower.patch_size) * (width // self.tower.patch_size)
+        lowest = self.tower.tokens_per_frame(height, width, 1e-9)
+        if ratio * patches < lowest:
+            warnings.warn(f"ToMe keeps at least {lowest} of {patches} tokens a frame in this tower "
+                          f"({lowest / patches:.0%}), more than --token-kept-ratio {ratio:g} asks; "
+                          "--reduction both reaches it by merging across frames too", AuroraWarning, stacklevel=3)
 
     def _encode_reused(self, pixel_values: torch.Tensor, ratio: float, budget: float):
         """A video under "reuse": the tower computes frame 0 and the `budget` share of later patches
