@@ -260,13 +260,13 @@ def run_train(args) -> int:
 def run_convert(args) -> int:
     from aurora.models import average_weights, family_of, load, save
 
+    if args.weight is not None and len(args.average or ()) != 1:
+        raise ConfigError("--weight is OTHER's share with one --average model; several are averaged uniformly")
     dst = Path(args.dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise ConfigError(f"{dst} exists and is not an empty directory: choose a new output directory")
     model = load(args.src, device="cpu", dtype="float32", trust_remote_code=args.trust_remote_code,
                  adapter=args.adapter, lora_alpha=args.lora_alpha)
-    if args.weight is not None and len(args.average or ()) != 1:
-        raise ConfigError("--weight is OTHER's share with one --average model; several are averaged uniformly")
     for count, path in enumerate(args.average or (), start=2):  # a running mean: each model 1 / count so far
         other = load(path, device="cpu", dtype="float32", trust_remote_code=args.trust_remote_code)
         average_weights(model, other, 1 / count if args.weight is None else args.weight)
