@@ -84,7 +84,7 @@ def test_every_input_gets_exactly_one_row_and_failures_carry_their_error(clips, 
         assert row["caption"] and row["generated_tokens"] > 0 and row["visual_tokens_per_frame"] > 0
         assert len(row["frame_indices"]) == len(row["frame_timestamps"]) == 4
         assert row["settings"] == {"model": "aurora-default", "prompt": "Describe the video in detail.", "num_frames": 4,
-                                   "fps": None, "token_kept_ratio": 0.2, "max_new_tokens": 12,
+                                   "fps": None, "token_kept_ratio": 0.2, "reduction": "tome", "max_new_tokens": 12,
                                    "adapter": None, "lora_alpha": None}
         assert set(row["timings"]) == {"decode", "preprocess", "encode", "prefill", "generate"}
 
@@ -133,6 +133,40 @@ def test_resume_refuses_other_settings(clips, whole, model):
     _, out = whole
     with pytest.raises(ConfigError, match="settings"):
         caption_dataset(clips, out, model=model, resume=True, progress=False, num_frames=2, max_new_tokens=24)
+
+
+def test_a_job_reduces_as_reduction_says_and_resumes_only_with_it(clips, whole, model, tmp_path, capsys):
+    from aurora.cli import main
+
+    inputs = [path for path in read_inputs(clips) if "clip_" in path][1:4]
+    out = tmp_path / "both.jsonl"
+    rows = caption_dataset(inputs, out, model=model, reduction="both", token_kept_ratio=0.05, progress=False, **FAST)
+    for row in rows:
+        assert row["settings"]["reduction"] == "both" and row["settings"]["token_kept_ratio"] == 0.05
+        reply = model.caption(row["path"], reduction="both", token_kept_ratio=0.05, **FAST)
+        assert row["caption"] == reply.text  # merged across time, as a single call with the same options
+        assert row["visual_tokens_per_frame"] == reply.visual_tokens_per_frame[0]
+    assert model.reduction == "tome"  # the job left the model's own method alone
+    with pytest.raises(ConfigError, match="settings"):  # the same file with another method is not mixed in
+        caption_dataset(inputs, out, model=model, token_kept_ratio=0.05, resume=True, progress=False, **FAST)
+    assert main(["caption-batch", str(clips), "--out", str(tmp_path / "x.jsonl"), "--reduction", "pool"]) == 2
+    assert "--reduction: invalid choice: 'pool'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="reduction must be one of"):
+        caption_dataset(inputs, tmp_path / "y.jsonl", model=model, reduction="pool", progress=False)
+    assert not (tmp_path / "y.jsonl").exists()
+
+
+def test_a_file_from_before_reduction_was_recorded_resumes_with_the_presets_method(clips, whole, model, tmp_path):
+    inputs = [path for path in read_inputs(clips) if "clip_" in path][1:4]
+    out = tmp_path / "old.jsonl"
+    caption_dataset(inputs[:2], out, model=model, progress=False, **FAST)
+    rows = read_jsonl(out)
+    for row in rows:
+        del row["settings"]["reduction"]
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert len(caption_dataset(inputs, out, model=model, resume=True, progress=False, **FAST)) == 3
+    with pytest.raises(ConfigError, match="settings"):
+        caption_dataset(inputs, out, model=model, reduction="both", resume=True, progress=False, **FAST)
 
 
 def test_parquet_output_resumes_from_its_parts(clips, whole, model, tmp_path):
@@ -223,7 +257,8 @@ def test_the_batch_halves_until_it_fits_and_a_failing_input_is_isolated(clips):
     items = [decode(str(clips / f"clip_{i:02d}.mp4"), frames) for i in range(1, 12) if i % 4]
     items.append(decode(str(clips / "bad/empty.webm"), frames))
     model = FakeModel(fits=3, broken=items[4].path)
-    settings = {"model": "fake", "prompt": "Describe.", "num_frames": 4, "fps": None, "token_kept_ratio": 0.2, "max_new_tokens": 8}
+    settings = {"model": "fake", "prompt": "Describe.", "num_frames": 4, "fps": None, "token_kept_ratio": 0.2,
+                "reduction": "tome", "max_new_tokens": 8}
     captioner = Captioner(model, settings, batch_size=8)
     rows = captioner(items)
     assert sorted(r["path"] for r in rows) == sorted(it.path for it in items)  # one row each

@@ -158,3 +158,33 @@ def test_eval_synth_names_a_bad_reduction(tmp_path, capsys):
     assert "--reduction takes tome, temporal, both, reuse, got 'pool'" in capsys.readouterr().err
     assert main(args + ["--reduction", "tome,both"]) == 2  # a list only with --sweep
     assert "--reduction takes one reducer without --sweep" in capsys.readouterr().err
+
+
+def test_a_call_chooses_its_reduction_without_changing_the_model():
+    """`caption(..., reduction=...)` reduces that call only: the preset, later calls and other
+    threads' calls keep the model's method; the reply says which method it used."""
+    import threading
+    from pathlib import Path
+
+    import aurora
+
+    model = aurora.load()
+    clip = str(Path(__file__).parent.parent / "examples" / "clip_00003.mp4")
+    both = model.caption(clip, token_kept_ratio=0.05, reduction="both", max_new_tokens=2)
+    assert both.reduction == "both" and both.visual_tokens[0]["language_model"] == round(0.05 * 512)
+    assert model.preset.reducer.method == "tome" and model.reduction == "tome"
+    tome = model.caption(clip, token_kept_ratio=0.2, max_new_tokens=2)
+    assert tome.reduction == "tome" and tome.visual_tokens[0]["language_model"] == 8 * 16
+    [batched] = model.caption_batch([clip], token_kept_ratio=0.05, reduction="temporal", max_new_tokens=2)
+    assert batched.reduction == "temporal" and batched.visual_tokens[0]["encoder"] == 512  # the tower ran whole
+
+    seen = []
+    with model.reducing("both"):
+        other = threading.Thread(target=lambda: seen.append(model.reduction))
+        other.start()
+        other.join()
+        assert model.reduction == "both"
+    assert seen == ["tome"] and model.reduction == "tome"
+    with pytest.raises(ConfigError, match="reduction 'pool' is not implemented"):
+        model.caption(clip, reduction="pool")
+    assert model.reduction == "tome"

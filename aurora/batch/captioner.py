@@ -38,7 +38,7 @@ class FrameSettings:
 
 
 def job_settings(preset, model_name: str, prompt=None, num_frames=None, fps=None, token_kept_ratio=None,
-                 max_new_tokens=None, adapter=None, lora_alpha=None) -> tuple[dict, FrameSettings]:
+                 max_new_tokens=None, adapter=None, lora_alpha=None, reduction=None) -> tuple[dict, FrameSettings]:
     """A job's options resolved against the model's preset: the rows' `settings` and the frame settings."""
     settings = {
         "model": model_name,
@@ -46,6 +46,7 @@ def job_settings(preset, model_name: str, prompt=None, num_frames=None, fps=None
         "num_frames": num_frames or preset.media.num_frames,
         "fps": fps,
         "token_kept_ratio": preset.reducer.token_kept_ratio if token_kept_ratio is None else token_kept_ratio,
+        "reduction": reduction or preset.reducer.method,
         "max_new_tokens": max_new_tokens or preset.generation.max_new_tokens,
         "adapter": None if adapter is None else str(adapter),
         "lora_alpha": lora_alpha,
@@ -102,7 +103,7 @@ class Captioner:
         return rows
 
     def _caption(self, chunk: list[Decoded]) -> list[dict]:
-        options = {name: self.settings[name] for name in ("prompt", "token_kept_ratio", "max_new_tokens")}
+        options = {name: self.settings[name] for name in ("prompt", "token_kept_ratio", "reduction", "max_new_tokens")}
         try:
             replies = self.model.caption_batch([it.frames for it in chunk], **options)
         except Exception as e:  # noqa: BLE001 - isolate the input that broke the batch

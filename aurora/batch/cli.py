@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from aurora.argtypes import count, positive_float, positive_int, ratio
-from aurora.model_flags import add_load_flags, load_kwargs
+from aurora.model_flags import add_load_flags, add_reduction_flag, load_kwargs
 
 
 def add_parser(subparsers) -> None:
@@ -25,6 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--num-frames", dest="num_frames", type=positive_int, help="frames per video (default: preset)")
     p.add_argument("--fps", type=positive_float, help="sample at this many frames per second (capped by --num-frames)")
     p.add_argument("--token-kept-ratio", dest="token_kept_ratio", type=ratio, help="in (0, 1] (default: preset)")
+    add_reduction_flag(p)
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=positive_int, help="default: preset")
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=16,
                    help="inputs per generate call; halved when a batch does not fit in memory (default 16)")
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = caption_dataset(
         args.input, args.out, model=args.model, prompt=args.prompt, num_frames=args.num_frames, fps=args.fps,
-        token_kept_ratio=args.token_kept_ratio, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        token_kept_ratio=args.token_kept_ratio, reduction=args.reduction, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         workers=1 if args.workers is None else args.workers, engine=args.engine, address=args.address,
         column=args.column, resume=args.resume, progress=args.progress, **load_kwargs(args),
     )

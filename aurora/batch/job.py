@@ -25,6 +25,7 @@ def caption_dataset(
     num_frames: int | None = None,
     fps: float | None = None,
     token_kept_ratio: float | None = None,
+    reduction: str | None = None,
     max_new_tokens: int | None = None,
     batch_size: int = 16,
     workers: int = 1,
@@ -46,7 +47,8 @@ def caption_dataset(
     finish (None: rows only returned); `resume` continues a killed job writing the same file. model:
     a checkpoint directory, hub id, None (the bundled model) or, for the local engine, a loaded
     model. workers: decoding processes (local; 0 = decode inline) or captioning actors (ray).
-    address: the Ray cluster (e.g. "auto"; None starts a local one). device, dtype,
+    address: the Ray cluster (e.g. "auto"; None starts a local one). reduction: the reducer method
+    (`aurora.vision.reduce.METHODS`; None: the model's preset). device, dtype,
     trust_remote_code, adapter, lora_alpha: as `aurora.load` takes them.
     """
     if engine not in ENGINES:
@@ -69,10 +71,12 @@ def caption_dataset(
     if loaded is not None and (adapter is not None or lora_alpha is not None):
         raise ConfigError("a loaded model already has its adapter: pass adapter/lora_alpha with a checkpoint path instead")
     settings, frames = job_settings(preset, name, prompt, num_frames, fps, token_kept_ratio, max_new_tokens,
-                                    adapter, lora_alpha)
+                                    adapter, lora_alpha, reduction)
+    _check_reduction(settings["reduction"])
     load_options = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, adapter=adapter,
                         lora_alpha=lora_alpha)
-    writer = open_results(out, resume, settings) if out is not None else None
+    # files from before `reduction` was a setting were reduced with the preset's method
+    writer = open_results(out, resume, settings, unrecorded={"reduction": preset.reducer.method}) if out is not None else None
     rows = list(writer.rows) if writer is not None else []
     done = {row["path"] for row in rows}
     todo = [reference for reference in references if reference not in done]
@@ -80,6 +84,8 @@ def caption_dataset(
         import aurora
 
         loaded = aurora.load(model, **load_options)
+    if loaded is not None:
+        loaded.check_reduction(settings["reduction"])
     bar = _Progress(total=len(references), done=len(references) - len(todo), enabled=progress)  # after loading
 
     def on_rows(new: list[dict]) -> None:
@@ -98,7 +104,7 @@ def caption_dataset(
             from aurora.batch.ray_engine import run_ray
 
             options = dict(prompt=prompt, num_frames=num_frames, fps=fps, token_kept_ratio=token_kept_ratio,
-                           max_new_tokens=max_new_tokens, **load_options)
+                           reduction=reduction, max_new_tokens=max_new_tokens, **load_options)
             run_ray(todo, frames, None if model is None else str(model), options, batch_size, workers, address, on_rows)
         finished = True
     finally:
@@ -106,6 +112,15 @@ def caption_dataset(
         if writer is not None:
             writer.close(finished)
     return rows
+
+
+def _check_reduction(method: str) -> None:
+    """A reducer method Aurora knows, checked before any model loads or row is written (whether the
+    model implements it is checked once it is loaded)."""
+    from aurora.vision.reduce import METHODS
+
+    if method not in METHODS:
+        raise ConfigError(f"reduction must be one of {', '.join(METHODS)}, got {method!r}")
 
 
 def _preset_of(model) -> tuple:

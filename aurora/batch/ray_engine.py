@@ -50,12 +50,13 @@ class CaptionBatch:
     caption row per input out (errors included), as a pyarrow table of `aurora.batch.rows.schema()`."""
 
     def __init__(self, model=None, prompt=None, num_frames=None, fps=None, token_kept_ratio=None, max_new_tokens=None,
-                 batch_size: int = 16, **load_kwargs):
+                 batch_size: int = 16, reduction=None, **load_kwargs):
         import aurora
 
         loaded = aurora.load(model, **load_kwargs)
         settings, _ = job_settings(loaded.preset, loaded.name, prompt, num_frames, fps, token_kept_ratio, max_new_tokens,
-                                   load_kwargs.get("adapter"), load_kwargs.get("lora_alpha"))
+                                   load_kwargs.get("adapter"), load_kwargs.get("lora_alpha"), reduction)
+        loaded.check_reduction(settings["reduction"])
         self.captioner = Captioner(loaded, settings, batch_size)
 
     def __call__(self, batch: dict):

@@ -23,8 +23,9 @@ from aurora.errors import ConfigError
 EXTENSIONS = (".jsonl", ".parquet")
 
 
-def open_results(path: str | os.PathLike, resume: bool, settings: dict):
-    """A writer for `path`; with `resume`, its `.rows` are the rows already there."""
+def open_results(path: str | os.PathLike, resume: bool, settings: dict, unrecorded: dict | None = None):
+    """A writer for `path`; with `resume`, its `.rows` are the rows already there. `unrecorded`: what
+    a setting was before files recorded it (else None)."""
     path = Path(path)
     extension = path.suffix.lower()
     if extension not in EXTENSIONS:
@@ -40,13 +41,13 @@ def open_results(path: str | os.PathLike, resume: bool, settings: dict):
         raise ConfigError(f"{path} already holds results: pass --resume to continue that job, or choose another --out")
     if resume:
         writer.recover()
-        _check_same_job(path, writer.rows, settings)
+        _check_same_job(path, writer.rows, settings, unrecorded or {})
     return writer
 
 
-def _check_same_job(path: Path, rows: list[dict], settings: dict) -> None:
-    # files written before a setting existed lack its key: read it as unset (None)
-    if rows and {key: None for key in settings} | (rows[0].get("settings") or {}) != settings:
+def _check_same_job(path: Path, rows: list[dict], settings: dict, unrecorded: dict) -> None:
+    # files written before a setting existed lack its key: read it as `unrecorded` says, else unset (None)
+    if rows and {key: None for key in settings} | unrecorded | (rows[0].get("settings") or {}) != settings:
         raise ConfigError(
             f"{path} was written with settings {json.dumps(rows[0].get('settings'))}, this job has {json.dumps(settings)}: "
             "resume with the same options, or choose another --out"

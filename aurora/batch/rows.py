@@ -11,7 +11,7 @@
     timings                  seconds: decode, preprocess, encode (this input's own), prefill and
                              generate (this input's share of its batch: batch time / batch size)
     settings                 what the captions were asked with: model, prompt, num_frames, fps,
-                             token_kept_ratio, max_new_tokens (resolved from the model's preset),
+                             token_kept_ratio, reduction, max_new_tokens (resolved from the model's preset),
                              adapter and lora_alpha (None without an adapter)
 """
 
@@ -22,7 +22,8 @@ from functools import lru_cache
 from aurora.errors import ConfigError
 
 STAGES = ("decode", "preprocess", "encode", "prefill", "generate")
-SETTINGS = ("model", "prompt", "num_frames", "fps", "token_kept_ratio", "max_new_tokens", "adapter", "lora_alpha")
+SETTINGS = ("model", "prompt", "num_frames", "fps", "token_kept_ratio", "reduction", "max_new_tokens", "adapter",
+            "lora_alpha")
 COLUMNS = ("path", "caption", "error", "model", "frame_indices", "frame_timestamps", "visual_tokens_per_frame",
            "prompt_tokens", "generated_tokens", "finish_reason", "timings", "settings")
 
@@ -32,7 +33,8 @@ def schema():
     """The rows' arrow schema (parquet output, Ray blocks); needs pyarrow (`pip install aurora-vlm[parquet]`)."""
     pa = import_pyarrow()
     settings = pa.struct([("model", pa.string()), ("prompt", pa.string()), ("num_frames", pa.int64()),
-                          ("fps", pa.float64()), ("token_kept_ratio", pa.float64()), ("max_new_tokens", pa.int64()),
+                          ("fps", pa.float64()), ("token_kept_ratio", pa.float64()), ("reduction", pa.string()),
+                          ("max_new_tokens", pa.int64()),
                           ("adapter", pa.string()), ("lora_alpha", pa.float64())])
     return pa.schema([
         ("path", pa.string()),

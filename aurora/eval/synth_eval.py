@@ -64,7 +64,7 @@ def evaluate(model, data: str | Path, out: str | Path, ratios: list[float], batc
                             "scores": {k: scores[k] for k in ASPECTS + LONG_ASPECTS + ("overall",) if k in scores},
                             "seconds_per_clip": seconds, "visual_tokens_per_frame": reply.visual_tokens_per_frame[0],
                             "visual_tokens": reply.visual_tokens[0], "timings": reply.timings,
-                            "reduction": model.preset.reducer.method, "generated_tokens": reply.generated_tokens}
+                            "reduction": model.reduction, "generated_tokens": reply.generated_tokens}
                     sink.write(json.dumps(line) + "\n")
                 sink.flush()
                 bar.update(len(batch))
@@ -84,7 +84,7 @@ def evaluate(model, data: str | Path, out: str | Path, ratios: list[float], batc
         "benchmark": "synth",
         "data": str(data),
         "model": model.name,
-        "reduction": model.preset.reducer.method,
+        "reduction": model.reduction,
         "prompt": prompt,
         "num_frames": num_frames or model.preset.media.num_frames,
         "batch_size": batch_size,

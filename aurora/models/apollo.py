@@ -208,7 +208,7 @@ class Apollo(ChatModel):
         if frames.array.shape[0] != n * per_clip:
             raise ConfigError(f"{frames.array.shape[0]} frames for {n} clips of {per_clip}")
         dtype = next(self.connector.parameters()).dtype
-        tower_ratio, temporal = split_ratio(self.preset.reducer.method, token_kept_ratio)
+        tower_ratio, temporal = split_ratio(self.reduction, token_kept_ratio)
         blocks, counts = [], {"patches": 0, "encoder": 0}
         for start in range(0, n, ENCODE_CLIPS):
             part = frames.array[start * per_clip:(start + ENCODE_CLIPS) * per_clip]

@@ -135,7 +135,7 @@ class NativeLlava(NativeModel):
             return tokens, {"patches": patches, "encoder": patches, "language_model": tokens.shape[0]}
         # a video's reducer method may skip what repeats ("reuse") or merge across time ("temporal" / "both":
         # split_ratio); an image's is ToMe
-        method = self.preset.reducer.method
+        method = self.reduction
         budget = reuse_budget(method, ratio) if sizes is None else None
         if budget is not None:
             temporal = None

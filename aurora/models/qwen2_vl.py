@@ -164,7 +164,7 @@ class Qwen2VL(NativeModel):
 
     def prepare(self, messages, num_frames=None, fps=None, token_kept_ratio=None, template=None):
         ratio = self.check_options(num_frames, token_kept_ratio)
-        budget = reuse_budget(self.preset.reducer.method, ratio)
+        budget = reuse_budget(self.reduction, ratio)
         chat = get_template(template) if template else self.template
         timings = dict.fromkeys(STAGES, 0.0)
         reply, inputs, visual_texts = Reply(text="", model=self.name, timings=timings), {}, []
@@ -223,7 +223,7 @@ class Qwen2VL(NativeModel):
         ids, types = inputs["input_ids"].to(self.device), inputs["mm_token_type_ids"].to(self.device)
         embeds = self.model.get_input_embeddings()(ids)  # (L, D)
         keep = types == 0
-        budget = reuse_budget(self.preset.reducer.method, ratio)
+        budget = reuse_budget(self.reduction, ratio)
         for kind, token in (("image", config.image_token_id), ("video", config.video_token_id)):
             if f"{kind}_grid_thw" not in inputs:
                 continue
@@ -240,7 +240,7 @@ class Qwen2VL(NativeModel):
                 here = slots[start:start + visual.shape[0]]
                 embeds[here] = visual.to(embeds.dtype)
                 steps = visual.view(t, -1, visual.shape[-1])  # (t, h*w/merge^2, D)
-                if self.preset.reducer.method in ("tome", "reuse"):  # no in-encoder merging here: keep what changes
+                if self.reduction in ("tome", "reuse"):  # no in-encoder merging here: keep what changes
                     chosen = keep_distinct(steps, round(ratio * visual.shape[0]))
                 else:  # merged across time; each merged token keeps its earliest member's M-RoPE position
                     merged = merge_across_time(steps, max(1, round(ratio * visual.shape[0])))

@@ -22,6 +22,7 @@ class Reply:
     # "reuse" (Qwen2-VL) also "encoder_computed": the encoder's tokens it computed, not copied
     visual_tokens: list[dict[str, int]] = field(default_factory=list)
     clips: list[list[list[float]]] = field(default_factory=list)  # per visual read as clips: [start, end] s each
+    reduction: str = ""  # the reducer method the visual tokens were reduced with (aurora.vision.reduce.METHODS)
     prompt_tokens: int = 0
     generated_tokens: int = 0
     finish_reason: str = ""  # stop / length / cancelled

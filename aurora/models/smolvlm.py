@@ -210,7 +210,7 @@ class SmolVLM(NativeModel):
         and the tokens the encoder computed (after ToMe; a video under "reuse": the patches it ran)."""
         core = self.model.model
         pixels = pixels.to(self.device, self.model.dtype)
-        budget = None if is_image else reuse_budget(self.preset.reducer.method, ratio)
+        budget = None if is_image else reuse_budget(self.reduction, ratio)
         if budget is not None:  # frame 0 and the changed squares computed, the rest reused: (B, P, C) already
             scale = self.model.config.scale_factor
             out, squares = self.tower.forward_reused(pixels, budget, group=scale)  # a square: one shuffled token

@@ -36,6 +36,7 @@ from aurora.vision.temporal import merge_across_time
 
 __all__ = ["ChatModel", "Reply", "ReplyStream", "VideoLLM"]
 STAGES = ("decode", "preprocess", "encode", "prefill", "generate")
+_ASKED = threading.local()  # per thread, {id(model): the reducer method a call asked for} (`ChatModel.reducing`)
 
 
 class ChatModel(nn.Module):
@@ -78,10 +79,35 @@ class ChatModel(nn.Module):
 
     def set_reduction(self, method: str) -> None:
         """Reduce with `method` from now on (`--reduction`), if this model implements it."""
-        self._check_reduction(method)
+        self.check_reduction(method)
         self.preset.reducer.method = method
 
-    def _check_reduction(self, method: str) -> None:
+    @property
+    def reduction(self) -> str:
+        """The reducer method in force: the one the current call asked for (`reducing`), else the preset's."""
+        return getattr(_ASKED, "methods", {}).get(id(self)) or self.preset.reducer.method
+
+    @contextmanager
+    def reducing(self, method: str | None):
+        """Reduce with `method` for what this thread does inside the block (one call's `reduction=`;
+        None: the preset's), leaving the preset and other threads' calls (the server's) as they are."""
+        if method is None:
+            yield
+            return
+        self.check_reduction(method)
+        methods = _ASKED.__dict__.setdefault("methods", {})
+        before = methods.get(id(self))
+        methods[id(self)] = method
+        try:
+            yield
+        finally:
+            if before is None:
+                del methods[id(self)]
+            else:
+                methods[id(self)] = before
+
+    def check_reduction(self, method: str) -> None:
+        """A one-line ConfigError unless this model implements the reducer `method`."""
         if method not in self.reductions:
             raise ConfigError(f"reduction {method!r} is not implemented for {self.preset.family} "
                               f"models: use {' or '.join(self.reductions)}")
@@ -90,7 +116,7 @@ class ChatModel(nn.Module):
         """The ratio to use (the preset's by default), checked once for every entry point."""
         if num_frames is not None and num_frames < 1:
             raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
-        self._check_reduction(self.preset.reducer.method)
+        self.check_reduction(self.reduction)
         return check_ratio(self.preset.reducer.token_kept_ratio if token_kept_ratio is None else token_kept_ratio)
 
     def render_turns(self, messages: list[dict], num_frames, fps, reply: Reply, chat, on_visual) -> list[tuple[str, str]]:
@@ -136,25 +162,32 @@ class ChatModel(nn.Module):
     @torch.inference_mode()
     def respond(self, messages: list[dict], num_frames: int | None = None, fps: float | None = None,
                 token_kept_ratio: float | None = None, options: GenerationOptions | None = None,
-                on_text: Callable[[str], None] | None = None, cancel: threading.Event | None = None) -> Reply:
+                on_text: Callable[[str], None] | None = None, cancel: threading.Event | None = None,
+                reduction: str | None = None) -> Reply:
         """Answer the last user message of `messages` (OpenAI-style roles, content parts)."""
-        return self.respond_batch([messages], num_frames, fps, token_kept_ratio, options, on_text, cancel)[0]
+        return self.respond_batch([messages], num_frames, fps, token_kept_ratio, options, on_text, cancel,
+                                  reduction=reduction)[0]
 
     @torch.inference_mode()
     def respond_batch(self, conversations: list[list[dict]], num_frames: int | None = None, fps: float | None = None,
                       token_kept_ratio: float | None = None, options: GenerationOptions | None = None,
                       on_text: Callable[[str], None] | None = None,
-                      cancel: threading.Event | None = None, template: str | None = None) -> list[Reply]:
+                      cancel: threading.Event | None = None, template: str | None = None,
+                      reduction: str | None = None) -> list[Reply]:
         """Answer several conversations in one generate call (prompts left-padded).
 
-        `template` names another conversation template than the model's (a benchmark protocol's).
+        `template` names another conversation template than the model's (a benchmark protocol's);
+        `reduction` another reducer method than the preset's, for this call only (`reducing`).
         prefill / generate timings are those of the whole batch.
         """
         options = options or GenerationOptions()
         stops = get_template(template).stop if template else self.template.stop
         options = replace(options, stop=tuple(options.stop) + stops)
         extra = {"template": template} if template else {}
-        prepared = [self.prepare(messages, num_frames, fps, token_kept_ratio, **extra) for messages in conversations]
+        with self.reducing(reduction):
+            prepared = [self.prepare(messages, num_frames, fps, token_kept_ratio, **extra) for messages in conversations]
+            for _, reply in prepared:
+                reply.reduction = self.reduction
         inputs = self.collate([row for row, _ in prepared])
         start = time.perf_counter()
         results, first = self.generator(inputs, options, on_text, cancel)
@@ -244,7 +277,7 @@ class VideoLLM(ChatModel):
         merging across time, which runs on the connector's output (frames x tokens). A video under
         "reuse" goes to `_encode_reused`; an image under it gets ToMe."""
         pixel_values = pixel_values.to(self.device, self.dtype)
-        method = self.preset.reducer.method
+        method = self.reduction
         budget = reuse_budget(method, token_kept_ratio)
         if budget is not None and pixel_values.shape[0] > 1:
             return self._encode_reused(pixel_values, token_kept_ratio, budget)
@@ -313,7 +346,7 @@ class VideoLLM(ChatModel):
         """Several visuals' (T_i, C, H, W) frames through the tower in one batch, then the connector
         per visual -> one (B_i, n, D) tensor of blocks each (training batches). With merging across
         time ("temporal", "both") each visual is encoded as at inference: a list of blocks."""
-        method = self.preset.reducer.method
+        method = self.reduction
         if method not in self.training_reductions:
             raise ConfigError(f"reducer method {method!r} works at inference only; train with one of "
                               f"{self.training_reductions} (set reducer.method in aurora_preset.json)")
