@@ -159,6 +159,30 @@ def test_video_data_url_with_media_options(client, server, media, model):
     assert extension["visual_tokens_per_frame"] == [model.tower.tokens_per_frame(64, 64, model.preset.reducer.token_kept_ratio)]
 
 
+def test_a_request_chooses_its_reduction(client, http, server, media, model, monkeypatch):
+    """`reduction` in the body reduces that request only; the answer says which method ran."""
+    url = data_url(media["allowed"] / "clip.mp4", "video/mp4")
+    completion = client.chat.completions.create(model=server["id"], messages=video_message(url), max_tokens=2,
+                                                extra_body={"num_frames": 4, "token_kept_ratio": 0.05,
+                                                            "reduction": "both"})
+    extension = completion.to_dict()["aurora"]
+    assert extension["reduction"] == "both" and extension["visual_tokens"] == round(0.05 * 4 * 64)
+    completion = client.chat.completions.create(model=server["id"], messages=video_message(url), max_tokens=2,
+                                                extra_body={"num_frames": 4, "token_kept_ratio": 0.25,
+                                                            "mm_processor_kwargs": {"reduction": "temporal"}})
+    extension = completion.to_dict()["aurora"]
+    assert extension["reduction"] == "temporal" and extension["visual_tokens"] == round(0.25 * 4 * 64)
+    completion = client.chat.completions.create(model=server["id"], messages=video_message(url), max_tokens=2,
+                                                extra_body={"num_frames": 4, "token_kept_ratio": 0.05})
+    extension = completion.to_dict()["aurora"]  # the server's method again: ToMe stops at its floor
+    assert extension["reduction"] == "tome" and extension["visual_tokens"] == 4 * model.tower.tokens_per_frame(64, 64, 0.05)
+    assert model.reduction == "tome"
+    monkeypatch.setattr("aurora.models.video_llm.VideoLLM.reductions", ("tome",))  # a model without it: 400, named
+    response = http.post("/v1/chat/completions", json={"messages": video_message(url), "reduction": "both"})
+    assert_error(response, 400, "reduction")
+    assert "reduction 'both' is not implemented for auroracap models" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("reference", ["file://{allowed}/clip.mp4", "{allowed}/clip.mp4", "clip.mp4"])
 def test_video_from_an_allowed_local_path(client, server, media, reference):
     url = reference.format(allowed=media["allowed"])
@@ -293,6 +317,9 @@ def test_bad_requests_get_openai_errors(http, server, media):
         (dict(json={"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}), 400, "messages[0].content[0].type"),
         (dict(json={"messages": [{"role": "user", "content": "hi"}], "num_frames": 0}), 400, "num_frames"),
         (dict(json={"messages": [{"role": "user", "content": "hi"}], "token_kept_ratio": 1.5}), 400, "token_kept_ratio"),
+        (dict(json={"messages": [{"role": "user", "content": "hi"}], "reduction": "pool"}), 400, "reduction"),
+        (dict(json={"messages": [{"role": "user", "content": "hi"}], "mm_processor_kwargs": {"reduction": 1}}), 400,
+         "mm_processor_kwargs.reduction"),
         (dict(json={"messages": [{"role": "user", "content": "hi"}], "mm_processor_kwargs": {"frames": 2}}), 400, "mm_processor_kwargs"),
         (dict(json={"messages": [{"role": "user", "content": "hi"}], "num_frames": 2,
                     "mm_processor_kwargs": {"num_frames": 3}}), 400, "num_frames"),

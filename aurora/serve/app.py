@@ -1,6 +1,6 @@
 """The HTTP API: an OpenAI-compatible chat-completions server over one loaded `VideoLLM`.
 
-    POST /v1/chat/completions   OpenAI schema (+ num_frames / fps / token_kept_ratio, + `aurora` in answers)
+    POST /v1/chat/completions   OpenAI schema (+ num_frames / fps / token_kept_ratio / reduction, + `aurora` in answers)
     GET  /v1/models             the served model
     GET  /health                {"status": "ok", ...}
     GET  /metrics               Prometheus text format
@@ -133,6 +133,8 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
             if chat.model is not None and chat.model not in model_ids:
                 raise protocol.model_not_found(chat.model)
             GenerationOptions(**chat.generation)  # ConfigError -> 400 now, not mid-stream
+            if "reduction" in chat.media:  # a method this model does not implement: 400 now, naming the field
+                _check_reduction(model, chat.media["reduction"])
             requested = chat.generation.get("max_new_tokens")
             if max_tokens is not None and requested is not None and requested > max_tokens:
                 raise APIError(400, f"max_tokens is too large: {requested}; this server allows at most {max_tokens} "
@@ -245,7 +247,9 @@ class _Job:
         model = self.model
         options = GenerationOptions(**chat.generation)
         options = replace(options, stop=tuple(options.stop) + tuple(model.template.stop))
-        row, reply = model.prepare(messages, token_kept_ratio=chat.media.get("token_kept_ratio"))
+        with model.reducing(chat.media.get("reduction")):  # this request's method; others' keep theirs
+            row, reply = model.prepare(messages, token_kept_ratio=chat.media.get("token_kept_ratio"))
+            reply.reduction = model.reduction
         max_new = check_context(reply.prompt_tokens, options.max_new_tokens, model.preset.generation.max_new_tokens,
                                 self.context)
         options = replace(options, max_new_tokens=max_new)
@@ -345,6 +349,13 @@ class _Job:
         self.ticket.release()
         if self.ticket.scheduler.admitted == 0:  # idle: give freed memory back
             memory.release_free_memory()
+
+
+def _check_reduction(model, method: str) -> None:
+    try:
+        model.check_reduction(method)
+    except AuroraError as e:
+        raise APIError(400, str(e), param="reduction") from None
 
 
 @contextmanager

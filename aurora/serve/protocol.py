@@ -6,7 +6,9 @@ Request fields understood: `model` (optional; when given it must name the served
 `max_completion_tokens`, `stop` (string or list), `seed` (64-bit), `n` (1 only),
 `continue_final_message` / `add_generation_prompt` (vLLM's: continue a pre-filled assistant message).
 Per-request media options, as vLLM takes them: `num_frames`, `fps`, `token_kept_ratio`, at the top
-level, inside `mm_processor_kwargs`, or (`num_frames`, `fps`) inside `media_io_kwargs.video`.
+level, inside `mm_processor_kwargs`, or (`num_frames`, `fps`) inside `media_io_kwargs.video`; and
+Aurora's `reduction` (the reducer method for this request: tome, temporal, both, reuse) at the top
+level or inside `mm_processor_kwargs`.
 A `video_url` may be vLLM's frames-as-video data URL (`data:video/jpeg;base64,<frame>,<frame>,...`):
 all its frames are used unless `num_frames` says otherwise. Other fields OpenAI clients send by default are ignored; ones that would
 change the answer but are not supported (n > 1, logprobs, tools, penalties, logit_bias, JSON
@@ -25,13 +27,14 @@ import uuid
 from dataclasses import dataclass, field
 
 from aurora.serve.errors import APIError, bad_request
+from aurora.vision.reduce import METHODS
 
 MAX_FRAMES = 128  # per visual; keeps one request from decoding and encoding without bound
 MAX_MEDIA_PARTS = 32  # images + videos per request (the server's --max-visuals default)
 MAX_DEPTH = 64  # JSON nesting accepted in a request body
 SEED_RANGE = (-(2**63), 2**63 - 1)  # vLLM's: a 64-bit signed integer
 MAX_STOPS = 16
-MEDIA_OPTIONS = ("num_frames", "fps", "token_kept_ratio")
+MEDIA_OPTIONS = ("num_frames", "fps", "token_kept_ratio", "reduction")
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _UNSUPPORTED = {  # field -> value that is fine (the default)
     "logprobs": (None, False),
@@ -60,7 +63,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     generation: dict = field(default_factory=dict)  # temperature, top_p, max_new_tokens, seed, stop
-    media: dict = field(default_factory=dict)  # num_frames, fps, token_kept_ratio (given ones only)
+    media: dict = field(default_factory=dict)  # num_frames, fps, token_kept_ratio, reduction (given ones only)
     continue_final_message: bool = False
 
     @property
@@ -217,7 +220,7 @@ def _generation(body: dict) -> dict:
 
 
 def _media_options(body: dict) -> dict:
-    """num_frames / fps / token_kept_ratio from the top level, mm_processor_kwargs and
+    """num_frames / fps / token_kept_ratio / reduction from the top level, mm_processor_kwargs and
     media_io_kwargs.video (vLLM's names for where they go)."""
     nested = body.get("mm_processor_kwargs")
     if nested is None:
@@ -244,6 +247,7 @@ def _media_options(body: dict) -> dict:
             "num_frames": _integer(source, "num_frames", 1, MAX_FRAMES, prefix),
             "fps": _number(source, "fps", 0.0, 240.0, prefix),
             "token_kept_ratio": _number(source, "token_kept_ratio", 0.0, 1.0, prefix),
+            "reduction": _choice(source, "reduction", METHODS, prefix),
         }
         for name, value in values.items():
             if value is None:
@@ -272,6 +276,13 @@ def _number(body: dict, name: str, low: float, high: float, prefix: str = "") ->
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
         raise bad_request(f"{prefix}{name} must be a number in [{low:g}, {high:g}], got {value!r}", param=prefix + name)
     return float(value)
+
+
+def _choice(body: dict, name: str, choices: tuple[str, ...], prefix: str = "") -> str | None:
+    value = body.get(name)
+    if value is not None and value not in choices:
+        raise bad_request(f"{prefix}{name} must be one of {', '.join(choices)}, got {value!r}", param=prefix + name)
+    return value
 
 
 def _integer(body: dict, name: str, low: int | None, high: int | None = None, prefix: str = "") -> int | None:
@@ -323,6 +334,7 @@ def aurora_extension(reply, token_kept_ratio: float, extra_timings: dict[str, fl
         "visual_tokens_per_frame": reply.visual_tokens_per_frame,
         "visual_tokens": visual_tokens(reply, frames),
         "token_kept_ratio": token_kept_ratio,
+        "reduction": reply.reduction or None,
         "timings": {**{k: round(v, 6) for k, v in extra_timings.items()}, **reply.timings},
         **({"routing": reply.routing} if getattr(reply, "routing", None) else {}),  # MoE: experts chosen
         **({"clips": reply.clips} if reply.clips else {}),  # per visual read as clips (Apollo): [start, end] s
