@@ -188,3 +188,48 @@ def test_a_call_chooses_its_reduction_without_changing_the_model():
     with pytest.raises(ConfigError, match="reduction 'pool' is not implemented"):
         model.caption(clip, reduction="pool")
     assert model.reduction == "tome"
+
+
+@pytest.mark.parametrize("method, ratio", [("tome", 0.2), ("temporal", 0.1), ("both", 0.05), ("reuse", 0.1)])
+def test_token_groups_are_the_tokens_that_reach_the_language_model(method, ratio):
+    """Every patch is numbered with the visual token it ended in: as many numbers as tokens reach
+    the LM, and a token merged across frames has one number in every frame it covers."""
+    import aurora
+
+    model = aurora.load()
+    torch.manual_seed(0)
+    frame = torch.randn(1, 8, 64, 64)
+    video = frame.repeat(6, 1, 1, 1)  # a still video: its places merge across time
+    video[3:, :, :16, :16] += 2.0  # a corner changes at frame 3 and stays changed
+    with model.reducing(method):
+        groups = model.token_groups(video, ratio)
+        _, counts = model.encode_counted(video, ratio)
+    assert groups.shape == (6, 8, 8)
+    assert groups.unique().tolist() == list(range(counts["language_model"]))
+    across = {int(g) for g in groups[0].unique()} & {int(g) for g in groups[5].unique()}
+    assert bool(across) == (method != "tome")  # only merging across time joins frame 0 and frame 5
+
+
+def test_the_gui_reduces_as_its_dropdown_says_and_paints_tokens_across_frames():
+    from pathlib import Path
+
+    from aurora.serve.gui import ModelCache, answer, new_session
+    from aurora.serve.token_view import token_view
+
+    import aurora
+
+    model = aurora.load()
+    clip = str(Path(__file__).parent.parent / "examples" / "clip_00003.mp4")
+    cache = ModelCache("bundled", model)
+    *_, last = answer(cache, new_session(), [], clip, None, "", "", 0.05, "both", 8, 0.0, 1.0, 1, 4)
+    history, picture, stats, session, _ = last
+    assert "reduced with | both" in stats and f"8 frames, **{round(0.05 * 512)} visual tokens**" in stats
+    assert model.reduction == "tome"  # the dropdown chose this answer's method only
+    frames = session["visuals"][0][1].array
+    with model.reducing("both"):
+        groups = model.token_groups(model.transform(frames), 0.05)
+    colours = [{tuple(c) for c in tile.reshape(-1, 3)} for tile in (picture[:192, :192], picture[:192, 196:388])]
+    assert int(groups.max()) + 1 == round(0.05 * 512)
+    assert colours[0] & colours[1]  # frame 1 shows tokens merged into frame 0's: the same colours
+    tome = token_view(model, frames, 0.05, "tome")
+    assert not ({tuple(c) for c in tome[:192, :192].reshape(-1, 3)} & {tuple(c) for c in tome[:192, 196:388].reshape(-1, 3)})

@@ -276,6 +276,24 @@ class VideoLLM(ChatModel):
         pooling sets how many tokens reach the LM. `split_ratio` shares the ratio between ToMe and
         merging across time, which runs on the connector's output (frames x tokens). A video under
         "reuse" goes to `_encode_reused`; an image under it gets ToMe."""
+        blocks, counts, _ = self._encode(pixel_values, token_kept_ratio)
+        return blocks, counts
+
+    @torch.inference_mode()
+    def token_groups(self, pixel_values: torch.Tensor, token_kept_ratio: float) -> torch.Tensor | None:
+        """(T, C, H, W) frames -> (T, h, w): for every patch, the visual token it ended in, numbered
+        over the whole visual (0, 1, ... in order of first appearance), as `encode` reduces with the
+        method in force. A token merged across frames keeps one number in all of them. A pooling
+        connector's tokens are not per patch: with one the numbers are the encoder's (ToMe's), and
+        under "reuse" (no ToMe) there are none (None)."""
+        groups = self._encode(pixel_values, token_kept_ratio, track=True)[2]
+        if groups is None:
+            return None
+        side = pixel_values.shape[-1] // self.tower.patch_size
+        return torch.unique(groups, return_inverse=True)[1].view(groups.shape[0], -1, side)
+
+    def _encode(self, pixel_values: torch.Tensor, token_kept_ratio: float, track: bool = False):
+        """`encode_counted`'s work; with `track`, also the (T, P) token each patch ended in."""
         pixel_values = pixel_values.to(self.device, self.dtype)
         method = self.reduction
         budget = reuse_budget(method, token_kept_ratio)
@@ -283,12 +301,16 @@ class VideoLLM(ChatModel):
             return self._encode_reused(pixel_values, token_kept_ratio, budget)
         tower_ratio, temporal = split_ratio("tome" if method == "reuse" else method, token_kept_ratio)
         grid = getattr(self.connector, "needs_grid", False) and tower_ratio < 1
-        out = self.tower(pixel_values, tower_ratio, track_source=grid)
+        out = self.tower(pixel_values, tower_ratio, track_source=grid or track)
         features = unmerge(out.features, out.source) if grid else out.features  # (T, n or P, C)
         blocks = self.connector(features)  # (B, m, D)
         frames, side = pixel_values.shape[0], pixel_values.shape[-1] // self.tower.patch_size
         counts = {"patches": frames * side * side, "encoder": frames * out.features.shape[1],
                   "language_model": blocks.shape[0] * blocks.shape[1]}
+        groups = None
+        if track:  # the encoder's token of each patch, numbered over the visual
+            n = out.features.shape[1]
+            groups = out.source + n * torch.arange(frames, device=out.source.device)[:, None]  # (T, P)
         if temporal is None and tower_ratio < 1:
             self._warn_below_tome_floor(pixel_values, tower_ratio)
         if temporal is not None:
@@ -296,9 +318,11 @@ class VideoLLM(ChatModel):
             full = blocks.shape[0] * blocks.shape[1] if grid or blocks.shape[0] == 1 else \
                 frames * self.tower.tokens_per_frame(height, width, 1.0)
             sizes = None if grid or blocks.shape[0] != frames else out.sizes
-            blocks = self._merge_across_time(blocks, max(1, round(temporal * full)), sizes)
+            blocks, source = self._merge_across_time(blocks, max(1, round(temporal * full)), sizes)
             counts["language_model"] = sum(block.shape[0] for block in blocks)
-        return blocks, counts
+            if track and source is not None:  # per-frame blocks: the merged token of each encoder token
+                groups = source[groups]
+        return blocks, counts, groups
 
     def _warn_below_tome_floor(self, pixel_values: torch.Tensor, ratio: float) -> None:
         """Warn when ToMe alone cannot go as low as the ratio asks: its per-layer rule (at most half
@@ -310,7 +334,7 @@ class VideoLLM(ChatModel):
         if ratio * patches < lowest:
             warnings.warn(f"ToMe keeps at least {lowest} of {patches} tokens a frame in this tower "
                           f"({lowest / patches:.0%}), more than --token-kept-ratio {ratio:g} asks; "
-                          "--reduction both reaches it by merging across frames too", AuroraWarning, stacklevel=3)
+                          "--reduction both reaches it by merging across frames too", AuroraWarning, stacklevel=4)
 
     def _encode_reused(self, pixel_values: torch.Tensor, ratio: float, budget: float):
         """A video under "reuse": the tower computes frame 0 and the `budget` share of later patches
@@ -321,26 +345,29 @@ class VideoLLM(ChatModel):
         connector (pooling), over its time steps. (Keeping the tokens that changed most instead,
         `keep_distinct`, keeps only frame 0's below one frame's worth of tokens: 5.7 / 3.2 points
         lower at 10% / 5% on 500 long synthetic clips with the bundled model.) counts["encoder"] is
-        the patches the encoder computed."""
+        the patches the encoder computed; the groups are the merged token of each patch (per-frame
+        connectors), else None."""
         out, reuse = self.tower.forward_reused(pixel_values, budget)
         blocks = self.connector(out.features)  # (B, m, D)
         keep = max(1, round(ratio * blocks.shape[0] * blocks.shape[1]))
-        kept = self._merge_across_time(blocks, keep, None)
+        kept, source = self._merge_across_time(blocks, keep, None)
         counts = {"patches": reuse.computed.numel(), "encoder": int(reuse.computed.sum()),
                   "language_model": sum(block.shape[0] for block in kept)}
-        return kept, counts
+        groups = None if source is None else source.view(pixel_values.shape[0], -1)
+        return kept, counts, groups
 
-    def _merge_across_time(self, blocks: torch.Tensor, keep: int, sizes: torch.Tensor | None) -> list[torch.Tensor]:
+    def _merge_across_time(self, blocks: torch.Tensor, keep: int, sizes: torch.Tensor | None):
         """(B, m, D) connector blocks -> `keep` tokens merged across time, as a list of blocks: per
         frame (each holds the tokens first seen in it, maybe none) for a per-frame connector; one
-        block for a per-video one (pooling, whose (t', h', w') grid is unflattened to t' steps)."""
+        block for a per-video one (pooling, whose (t', h', w') grid is unflattened to t' steps).
+        Also the (B * m,) merged token of each input token for a per-frame connector, else None."""
         if blocks.shape[0] > 1:
             merged = merge_across_time(blocks, keep, sizes)
             per_frame = torch.bincount(merged.frames(blocks.shape[1]), minlength=blocks.shape[0])
-            return list(merged.tokens.split(per_frame.tolist()))
+            return list(merged.tokens.split(per_frame.tolist())), merged.source
         steps = getattr(self.connector, "pooling_shape", (1,))[0]
         merged = merge_across_time(blocks[0].view(steps, -1, blocks.shape[-1]), keep)
-        return [merged.tokens]
+        return [merged.tokens], None
 
     def encode_visuals(self, pixels: list[torch.Tensor], token_kept_ratio: float) -> list[torch.Tensor]:
         """Several visuals' (T_i, C, H, W) frames through the tower in one batch, then the connector

@@ -2,8 +2,9 @@
 
 AuroraCap's demo, with the same controls (video and image panels, prompt box, model path box, token
 kept ratio 0.2 and 1-16 frames (default 8) sliders, temperature / top_p / beams / max new tokens in
-"Advanced"), streaming answers, plus: the sampled frames with merged-token groups coloured
-(`token_view`), or for a model that reads clips (Apollo) their timeline (`timeline`), the visual
+"Advanced"), streaming answers, plus: a reducer method choice (tome, temporal, both, reuse; by
+default the model's), the sampled frames with merged-token groups coloured (`token_view`: a token
+merged across frames keeps its colour), or for a model that reads clips (Apollo) their timeline (`timeline`), the visual
 token count and time per stage of every answer, and multi-turn chat
 about the same media (frames are decoded once per conversation; a new video or image starts a new
 conversation). Binds 127.0.0.1 and loads no web fonts, so nothing leaves the machine.
@@ -23,6 +24,10 @@ MAX_FRAMES = 16
 DEFAULT_MAX_NEW_TOKENS = 2048  # AuroraCap's inference default
 SESSION_SECONDS = 3600  # a tab's frames and messages are dropped after an hour unused
 STAGES = ("decode", "preprocess", "encode", "prefill", "generate")
+DEFAULT_REDUCTION = "model"  # the dropdown's "the model's own" (its preset, or `aurora gui --reduction`)
+REDUCTIONS = [("the model's own", DEFAULT_REDUCTION), ("tome: per frame, in the encoder", "tome"),
+              ("temporal: across frames", "temporal"), ("both: per frame, then across frames", "both"),
+              ("reuse: the encoder skips what repeats", "reuse")]
 
 
 class ModelCache:
@@ -51,8 +56,8 @@ def new_session() -> dict:
     return {"media": None, "num_frames": None, "visuals": [], "messages": []}
 
 
-def answer(cache: ModelCache, session: dict, history: list, video, image, prompt, model_path, ratio, num_frames,
-           temperature, top_p, num_beams, max_new_tokens):
+def answer(cache: ModelCache, session: dict, history: list, video, image, prompt, model_path, ratio, reduction,
+           num_frames, temperature, top_p, num_beams, max_new_tokens):
     """One turn, streamed: yields (history, merged-token picture, stats, session, prompt box)."""
     import gradio as gr
 
@@ -61,6 +66,7 @@ def answer(cache: ModelCache, session: dict, history: list, video, image, prompt
     cancel = threading.Event()
     try:
         model = cache.get(model_path)
+        reduction = None if reduction in (None, DEFAULT_REDUCTION) else reduction
         media = (video or None, image or None)
         if media != session["media"]:  # other media: a new conversation
             session, history = new_session(), []
@@ -76,7 +82,7 @@ def answer(cache: ModelCache, session: dict, history: list, video, image, prompt
         history = history + [{"role": "user", "content": prompt}, {"role": "assistant", "content": ""}]
         yield history, gr.skip(), gr.skip(), session, ""
         stream = model.chat(
-            messages, stream=True, token_kept_ratio=float(ratio), temperature=float(temperature),
+            messages, stream=True, token_kept_ratio=float(ratio), reduction=reduction, temperature=float(temperature),
             top_p=float(top_p), num_beams=int(num_beams), max_new_tokens=int(max_new_tokens), cancel=cancel,
         )
         text = ""
@@ -94,8 +100,8 @@ def answer(cache: ModelCache, session: dict, history: list, video, image, prompt
             from aurora.serve.timeline import clip_timeline
 
             picture = clip_timeline(session["visuals"][-1][1])
-        elif session["visuals"] and hasattr(model, "tower"):  # merged-token groups: towers with ToMe (composed models)
-            picture = token_view(model, session["visuals"][-1][1].array, float(ratio))
+        elif session["visuals"] and hasattr(model, "token_groups"):  # merged-token groups (composed models)
+            picture = token_view(model, session["visuals"][-1][1].array, float(ratio), reduction)
         yield history, picture, stats_markdown(reply), session, ""
     except AuroraError as e:
         raise gr.Error(str(e)) from None
@@ -121,8 +127,12 @@ def stats_markdown(reply) -> str:
             lines.append(f"| visual {i + 1} | {len(clips)} clips x {per_frame} visual tokens = "
                          f"**{len(clips) * per_frame} visual tokens** (seconds {spans}) |")
             continue
-        lines.append(f"| visual {i + 1} | {len(indices)} frames x {per_frame} visual tokens = "
-                     f"**{len(indices) * per_frame} visual tokens** (frames {', '.join(map(str, indices))}) |")
+        # what reached the language model (merging across time or pooling leaves frames uneven)
+        total = reply.visual_tokens[i]["language_model"] if i < len(reply.visual_tokens) else len(indices) * per_frame
+        lines.append(f"| visual {i + 1} | {len(indices)} frames, **{total} visual tokens** "
+                     f"({total / len(indices):.3g} a frame; frames {', '.join(map(str, indices))}) |")
+    if reply.reduction and reply.frame_indices:
+        lines.append(f"| reduced with | {reply.reduction} |")
     lines.append(f"| prompt tokens | {reply.prompt_tokens} |")
     lines.append(f"| generated tokens | {reply.generated_tokens} ({reply.finish_reason}) |")
     total = sum(reply.timings.get(stage, 0.0) for stage in STAGES)
@@ -150,6 +160,8 @@ def build_gui(model=None, model_path: str | None = None, **load_kwargs):
                                        placeholder="checkpoint directory or hub id")
                 ratio = gr.Slider(0.01, 1.0, value=DEFAULT_RATIO, step=0.01, label="Token kept ratio",
                                   info="0.2-0.4 for captions, > 0.5 for QA, > 0.8 for OCR")
+                reduction = gr.Dropdown(REDUCTIONS, value=DEFAULT_REDUCTION, label="Reduction",
+                                        info="how tokens are cut to the ratio", elem_id="aurora-reduction")
                 frames = gr.Slider(1, MAX_FRAMES, value=DEFAULT_FRAMES, step=1, label="Number of frames")
                 with gr.Accordion("Advanced", open=False):
                     temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
@@ -164,15 +176,15 @@ def build_gui(model=None, model_path: str | None = None, **load_kwargs):
                     send = gr.Button("Send", variant="primary", elem_id="aurora-send")
                     stop = gr.Button("Stop", elem_id="aurora-stop")
                     clear = gr.Button("New conversation", elem_id="aurora-clear")
-                view = gr.Image(label="Merged visual tokens (one colour per token, last visual); clip timeline for "
-                                "models that read clips", type="numpy",
+                view = gr.Image(label="Merged visual tokens (one colour per token, kept across the frames it was "
+                                "merged over; last visual); clip timeline for models that read clips", type="numpy",
                                 interactive=False, elem_id="aurora-merge", format="png")
                 stats = gr.Markdown(elem_id="aurora-stats")
 
         def run(*args):
             yield from answer(cache, *args)
 
-        inputs = [session, chat, video, image, prompt, model_box, ratio, frames, temperature, top_p, beams,
+        inputs = [session, chat, video, image, prompt, model_box, ratio, reduction, frames, temperature, top_p, beams,
                   max_new_tokens]
         outputs = [chat, view, stats, session, prompt]
         sent = send.click(run, inputs, outputs)
