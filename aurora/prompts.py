@@ -16,7 +16,10 @@ from aurora.errors import ConfigError
 
 IMAGE_PLACEHOLDER = "<image>"
 IGNORE = -100  # label of tokens that carry no loss
-LAYOUTS = ("frames", "video", "clips")  # one placeholder per frame (AuroraCap), per video (PLLaVA), per timed clip (Apollo)
+# one placeholder per frame (AuroraCap), the same numbered ("1: <image> 2: <image>": where each frame's
+# tokens start, however many merging left it), per video (PLLaVA), per timed clip (Apollo)
+LAYOUTS = ("frames", "numbered_frames", "video", "clips")
+PER_FRAME = ("frames", "numbered_frames")  # layouts with one token block per frame
 
 
 @dataclass(frozen=True)
@@ -216,14 +219,22 @@ def user_content(block_counts: list[int | str], text: str, layout: str = "frames
     """A user turn's text: per visual, its placeholders (one per token block, joined by spaces),
     each visual on its own line, then a newline and the text (AuroraCap: "<image> <image>\n{prompt}").
 
-    `layout` "video" expects one block per visual (the whole video behind one placeholder). A visual
+    `layout` "numbered_frames" puts each frame's number before its placeholder ("1: <image> 2: <image>"),
+    so where a frame's tokens start stays plain when merging across time leaves it few or none;
+    "video" expects one block per visual (the whole video behind one placeholder). A visual
     given as text instead of a count is already laid out with its placeholders (layout "clips":
     `clips_text`; Video-LLaMA words each visual: "<Video><image></Video> The video contains ...")."""
     if layout == "video" and any(isinstance(count, int) and count != 1 for count in block_counts):
         raise ConfigError(f"layout 'video' takes one token block per visual, got {block_counts}")
     if layout == "clips" and not all(isinstance(count, str) for count in block_counts):
         raise ConfigError("layout 'clips' takes each visual's timed text (clips_text), not a block count")
-    lines = [count if isinstance(count, str) else " ".join([IMAGE_PLACEHOLDER] * count) for count in block_counts]
+
+    def placeholders(count: int) -> str:
+        if layout == "numbered_frames" and count > 1:
+            return " ".join(f"{i + 1}: {IMAGE_PLACEHOLDER}" for i in range(count))
+        return " ".join([IMAGE_PLACEHOLDER] * count)
+
+    lines = [count if isinstance(count, str) else placeholders(count) for count in block_counts]
     return "\n".join(lines) + join + text if lines else text
 
 

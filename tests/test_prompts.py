@@ -38,6 +38,13 @@ def test_several_visuals_each_on_a_line():
     assert user_content([], "Hello") == "Hello"
 
 
+def test_numbered_frames_say_where_each_frame_starts():
+    """However many tokens merging leaves a frame (none, under merging across time), its number
+    comes first; an image (one block) is not numbered."""
+    assert user_content([3], "Describe.", "numbered_frames") == "1: <image> 2: <image> 3: <image>\nDescribe."
+    assert user_content([1, 2], "Compare.", "numbered_frames") == "<image>\n1: <image> 2: <image>\nCompare."
+
+
 def test_errors():
     with pytest.raises(ConfigError, match="unknown prompt template"):
         get_template("alpaca")

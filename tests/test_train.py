@@ -72,6 +72,22 @@ def test_labels_cover_only_the_answer_and_its_end_marker():
     assert tokenizer.decode(context, skip_special_tokens=True).endswith("Describe. ASSISTANT:")
 
 
+def test_numbered_frames_are_laid_out_in_training_as_at_inference(dataset):
+    """A preset with layout "numbered_frames" trains on the prompt it answers with: each frame's
+    number before its block, one block per frame."""
+    from aurora.train.data import VideoTextDataset, read_records
+
+    tokenizer = train_tokenizer(["USER: describe 1: 2: 3: 4: ASSISTANT: a red square moves left"] * 4, 300)
+    template = get_template("vicuna")
+    segments, _ = tokenize([("user", "Describe."), ("assistant", "a red square")], 3, template, tokenizer, 512,
+                           "numbered_frames")
+    assert [tokenizer.decode(s) for s in segments[1:3]] == [" 2: ", " 3: "]
+    items = VideoTextDataset(read_records(dataset), tokenizer, template, num_frames=4, media_root=str(dataset.parent),
+                             layout="numbered_frames")
+    sample = items.get(0)
+    assert len(sample.segments) == len(sample.frames) + 1 == 5 and tokenizer.decode(sample.segments[3]).strip() == "4:"
+
+
 def test_loss_numerics():
     logits = torch.randn(2, 5, 7)
     labels = torch.tensor([[IGNORE, 1, 2, IGNORE, IGNORE], [IGNORE, IGNORE, 3, 4, 5]])

@@ -19,7 +19,7 @@ import numpy as np
 
 from aurora import media
 from aurora.errors import AuroraError, ConfigError
-from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, Template, segment, user_content  # noqa: F401 (IGNORE: re-exported)
+from aurora.prompts import IGNORE, IMAGE_PLACEHOLDER, PER_FRAME, Template, segment, user_content  # noqa: F401 (IGNORE: re-exported)
 
 log = logging.getLogger(__name__)
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -162,7 +162,7 @@ class VideoTextDataset(RecordDataset):
 
     def _build(self, index: int) -> Sample:
         frames = self._frames(index)
-        blocks = len(frames.array) if self.layout == "frames" else 1  # as the model's connector gives them
+        blocks = len(frames.array) if self.layout in PER_FRAME else 1  # as the model's connector gives them
         segments, labels = tokenize(turns_of(self.records[index]), blocks, self.template,
                                     self.tokenizer, self.max_length, self.layout)
         return Sample(frames.array, segments, labels, index, list(frames.timestamps))
