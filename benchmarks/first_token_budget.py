@@ -41,14 +41,18 @@ def stage_medians(model, clip: str, ratio: float, method: str, repeats: int) -> 
             "visual_tokens": runs[0].visual_tokens[0]["language_model"]}
 
 
-@torch.inference_mode()
-def prefill_seconds(hidden: int, layers: int, intermediate: int, heads: int, tokens: int, repeats: int) -> float:
+def language_model(hidden: int, layers: int, intermediate: int, heads: int) -> LlamaForCausalLM:
     config = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=intermediate,
                          num_attention_heads=heads, num_key_value_heads=heads, vocab_size=479,
                          max_position_embeddings=4096)
-    lm = LlamaForCausalLM(config).eval()
-    embeds = torch.randn(1, tokens, hidden)
-    lm(inputs_embeds=embeds, logits_to_keep=1)  # warm-up
+    return LlamaForCausalLM(config).eval()
+
+
+@torch.inference_mode()
+def prefill_seconds(lm: LlamaForCausalLM, tokens: int, repeats: int) -> float:
+    """Median seconds of `lm`'s prefill over `tokens` embeddings (after one warm-up run)."""
+    embeds = torch.randn(1, tokens, lm.config.hidden_size)
+    lm(inputs_embeds=embeds, logits_to_keep=1)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -76,14 +80,11 @@ def main() -> None:
                      "visual tokens": values["visual_tokens"]})
     print(table(rows, ["setting", "visual tokens", *[f"{s} ms" for s in STAGES], "first token ms", "speed-up"]))
 
-    full, budget = measured["100%"], []
+    budget = []
     for hidden, layers, intermediate, heads in LANGUAGE_MODELS:
-        params = LlamaForCausalLM(LlamaConfig(hidden_size=hidden, num_hidden_layers=layers,
-                                              intermediate_size=intermediate, num_attention_heads=heads,
-                                              num_key_value_heads=heads, vocab_size=479)).num_parameters()
-        row = {"language model": f"{hidden} wide, {layers} layers", "parameters (M)": params / 1e6}
-        prefill = {name: prefill_seconds(hidden, layers, intermediate, heads, values["prompt_tokens"], args.repeats)
-                   for name, values in measured.items()}
+        lm = language_model(hidden, layers, intermediate, heads)
+        row = {"language model": f"{hidden} wide, {layers} layers", "parameters (M)": lm.num_parameters() / 1e6}
+        prefill = {name: prefill_seconds(lm, values["prompt_tokens"], args.repeats) for name, values in measured.items()}
         front = {name: sum(values[s] for s in ("decode", "preprocess", "encode")) for name, values in measured.items()}
         row["prefill 100% ms"] = 1000 * prefill["100%"]
         for name in ("5% both", "5% reuse"):

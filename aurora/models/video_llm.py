@@ -184,10 +184,8 @@ class ChatModel(nn.Module):
         stops = get_template(template).stop if template else self.template.stop
         options = replace(options, stop=tuple(options.stop) + stops)
         extra = {"template": template} if template else {}
-        with self.reducing(reduction):
-            prepared = [self.prepare(messages, num_frames, fps, token_kept_ratio, **extra) for messages in conversations]
-            for _, reply in prepared:
-                reply.reduction = self.reduction
+        prepared = [self.prepare_reduced(messages, num_frames, fps, token_kept_ratio, reduction, **extra)
+                    for messages in conversations]
         inputs = self.collate([row for row, _ in prepared])
         start = time.perf_counter()
         results, first = self.generator(inputs, options, on_text, cancel)
@@ -201,6 +199,15 @@ class ChatModel(nn.Module):
             replies.append(reply)
         self.annotate(replies)
         return replies
+
+    def prepare_reduced(self, messages: list[dict], num_frames=None, fps=None, token_kept_ratio=None,
+                        reduction: str | None = None, **extra):
+        """`prepare` with the reducer method `reduction` for this call (None: the preset's), the
+        reply recording the method used."""
+        with self.reducing(reduction):
+            row, reply = self.prepare(messages, num_frames, fps, token_kept_ratio, **extra)
+            reply.reduction = self.reduction
+        return row, reply
 
     def annotate(self, replies: list[Reply]) -> None:
         """Called with the replies of a generated batch, in its row order: a model adds what else it

@@ -247,9 +247,8 @@ class _Job:
         model = self.model
         options = GenerationOptions(**chat.generation)
         options = replace(options, stop=tuple(options.stop) + tuple(model.template.stop))
-        with model.reducing(chat.media.get("reduction")):  # this request's method; others' keep theirs
-            row, reply = model.prepare(messages, token_kept_ratio=chat.media.get("token_kept_ratio"))
-            reply.reduction = model.reduction
+        row, reply = model.prepare_reduced(messages, token_kept_ratio=chat.media.get("token_kept_ratio"),
+                                           reduction=chat.media.get("reduction"))  # this request's; others keep theirs
         max_new = check_context(reply.prompt_tokens, options.max_new_tokens, model.preset.generation.max_new_tokens,
                                 self.context)
         options = replace(options, max_new_tokens=max_new)
